@@ -1,0 +1,87 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tokenrelay/tokenrelay/session"
+)
+
+// StatusClientClosedRequest is nginx's non-standard status for a client that
+// went away before the answer was ready. It is logged, never sent.
+const StatusClientClosedRequest = 499
+
+// errCSRF marks a request refused by the cross-site request forgery defence.
+var errCSRF = errors.New("proxy: cross-site request refused")
+
+// errBodyTooLarge marks a request body over the configured limit.
+var errBodyTooLarge = errors.New("proxy: request body too large")
+
+// apiError is the JSON body of every error tokenrelay answers itself.
+type apiError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// writeError answers with {"error": code, "message": message}. Error answers
+// are never cached.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(apiError{Error: code, Message: message})
+}
+
+// failure is how one error is answered.
+type failure struct {
+	Status  int
+	Code    string
+	Message string
+	// RetryAfter, when positive, is sent as a Retry-After header.
+	RetryAfter time.Duration
+	// ClearCookie ends the browser's session cookie.
+	ClearCookie bool
+	// Quiet errors are not logged at error level (client went away).
+	Quiet bool
+}
+
+// classify maps every error the request path can meet to its answer. It is
+// the only place that decides statuses, so the same error always looks the
+// same to clients.
+func classify(ctx context.Context, err error) failure {
+	var unavailable *session.UnavailableError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, session.ErrNoSession):
+		return failure{Status: http.StatusUnauthorized, Code: "login_required", Message: "no session: log in first"}
+	case errors.Is(err, session.ErrSessionExpired):
+		return failure{Status: http.StatusUnauthorized, Code: "session_expired", Message: "the session has ended: log in again", ClearCookie: true}
+	case errors.As(err, &unavailable):
+		return failure{Status: http.StatusServiceUnavailable, Code: "refresh_unavailable", Message: "the identity provider cannot refresh the access token right now", RetryAfter: max(unavailable.RetryAfter, time.Second)}
+	case errors.Is(err, session.ErrStoreUnavailable):
+		return failure{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Message: "the session store is unreachable", RetryAfter: time.Second}
+	case errors.Is(err, errCSRF):
+		return failure{Status: http.StatusForbidden, Code: "csrf", Message: "cross-site request refused: send it from the app's own origin with the CSRF header"}
+	case errors.Is(err, errBodyTooLarge):
+		return failure{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "request body too large"}
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return failure{Status: StatusClientClosedRequest, Code: "client_closed_request", Message: "client went away", Quiet: true}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return failure{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Message: "the upstream did not answer in time"}
+	default:
+		return failure{Status: http.StatusBadGateway, Code: "bad_gateway", Message: "the upstream could not be reached"}
+	}
+}
+
+// retryAfterSeconds renders d as whole seconds, rounded up, at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
+}
