@@ -145,6 +145,9 @@ type RequestTemplate struct {
 	// file (an API key from a Kubernetes Secret).
 	Headers     map[string]string `yaml:"headers"`
 	HeaderFiles map[string]string `yaml:"header_files"`
+	// SecretHeaders holds the values read from HeaderFiles by Load. They
+	// are sent like Headers; a header name appears in only one of the two.
+	SecretHeaders map[string]secret.String `yaml:"-"`
 }
 
 // ResponseMapping names the JSON fields (dotted paths into nested objects)
@@ -173,8 +176,10 @@ type SessionConfig struct {
 	// for memory when unset.
 	Secret     secret.String `yaml:"secret"`
 	SecretFile string        `yaml:"secret_file"`
-	// PreviousSecrets still open records sealed before a secret rotation.
-	PreviousSecretFiles []string `yaml:"previous_secret_files"`
+	// PreviousSecrets still open records sealed before a secret rotation;
+	// new records are always sealed with Secret. Each is at least 32 bytes.
+	PreviousSecrets     []secret.String `yaml:"previous_secrets"`
+	PreviousSecretFiles []string        `yaml:"previous_secret_files"`
 
 	IdleTimeout time.Duration `yaml:"idle_timeout"` // default 24h
 	MaxLifetime time.Duration `yaml:"max_lifetime"` // default 720h
@@ -226,8 +231,14 @@ type CookieConfig struct {
 
 // RefreshConfig tunes the refresh engine.
 type RefreshConfig struct {
-	Ahead      time.Duration `yaml:"ahead"`        // default 60s
-	Timeout    time.Duration `yaml:"timeout"`      // default 10s
+	// Ahead: an access token this close to expiry is refreshed before it
+	// is used. Must be below provider.access_token_lifetime.
+	Ahead time.Duration `yaml:"ahead"` // default 60s
+	// Timeout bounds one refresh (token endpoint call and save).
+	Timeout time.Duration `yaml:"timeout"` // default 10s
+	// LockTTL is the lifetime of the cross-replica refresh lock. It must
+	// exceed Timeout so the lock cannot lapse while a refresh is in flight.
+	LockTTL    time.Duration `yaml:"lock_ttl"`     // default Timeout + 5s
 	RetryOn401 *bool         `yaml:"retry_on_401"` // default true
 	// MaxRetryBody is the largest request body buffered so the request can
 	// be replayed after a 401. Default 64 KiB.

@@ -1,0 +1,446 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxFileBytes caps the configuration file; a real one is a few KiB.
+const maxFileBytes = 1 << 20
+
+// Load reads the YAML file at path, applies TOKENRELAY_* variables from
+// environ (in os.Environ form, "NAME=value"), reads the *_file secrets, fills
+// defaults and validates the result. path "" means no file: the whole
+// configuration comes from the environment.
+//
+// When anything is wrong, the error is a Problems listing every problem with
+// its key path; I/O errors on the file itself are wrapped plainly. Warnings
+// are returned with a valid configuration.
+func Load(path string, environ []string) (*Config, Warnings, error) {
+	var data []byte
+	if path != "" {
+		var err error
+		data, err = readLimited(path, maxFileBytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	return Parse(data, environ)
+}
+
+// Parse is Load for file contents already in memory.
+func Parse(data []byte, environ []string) (*Config, Warnings, error) {
+	return loader{readFile: func(name string) ([]byte, error) {
+		return readLimited(name, maxSecretFileBytes)
+	}}.load(data, environ)
+}
+
+// loader carries Load's only dependency, so tests and the fuzzer can read
+// secret files from memory.
+type loader struct {
+	readFile func(name string) ([]byte, error)
+}
+
+func (l loader) load(data []byte, environ []string) (*Config, Warnings, error) {
+	cfg, problems := decodeYAML(data)
+	if cfg == nil {
+		// Still check the environment, so one run reports its problems
+		// along with the file's.
+		return nil, nil, append(problems, applyEnv(new(Config), environ)...)
+	}
+	if problems := applyEnv(cfg, environ); len(problems) > 0 {
+		// Secret files named by a broken configuration are not worth
+		// reading; the input problems come first.
+		return nil, nil, problems
+	}
+	if problems := readSecretFiles(cfg, l.readFile); len(problems) > 0 {
+		return nil, nil, problems
+	}
+	cfg.SetDefaults()
+	warnings, err := cfg.Validate()
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, warnings, nil
+}
+
+// readLimited reads a file, refusing one larger than limit bytes.
+func readLimited(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, limit)
+	}
+	return data, nil
+}
+
+// decodeYAML turns the file into a Config. yaml.v3's own errors name a line
+// but not the key path, so a walk over the node tree (checkNode) first finds
+// every unknown key, bare-number duration and type mismatch with its path;
+// only a tree that passes is decoded, with KnownFields(true) as a backstop.
+// A nil Config means the file is unusable and problems says why.
+func decodeYAML(data []byte) (*Config, Problems) {
+	cfg := new(Config)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // empty file, or only comments
+		}
+		return nil, Problems{{Message: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		return nil, Problems{{Message: fmt.Sprintf("only one YAML document is allowed (another starts at line %d)", next.Line)}}
+	case !errors.Is(err, io.EOF):
+		return nil, Problems{{Message: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+
+	w := walker{budget: maxWalkNodes}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		return cfg, nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, Problems{{Message: fmt.Sprintf("the file must be a YAML mapping of keys (line %d)", root.Line)}}
+	}
+	w.walk(root, reflect.TypeFor[Config](), "")
+	if len(w.problems) > 0 {
+		return nil, w.problems
+	}
+
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	if err := strict.Decode(cfg); err != nil {
+		return nil, Problems{{Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	return cfg, nil
+}
+
+// maxWalkNodes bounds the walk, so a file that expands aliases
+// exponentially ("billion laughs") costs little.
+const maxWalkNodes = 100_000
+
+// maxAliasDepth bounds alias chains, and so alias cycles.
+const maxAliasDepth = 16
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// walker checks a YAML node tree against the Config struct type.
+type walker struct {
+	problems   Problems
+	budget     int
+	aliasDepth int
+	exhausted  bool
+}
+
+func (w *walker) spend() bool {
+	if w.budget <= 0 {
+		if !w.exhausted {
+			w.exhausted = true
+			w.problems.add("", "the YAML document is too large or expands too many aliases")
+		}
+		return false
+	}
+	w.budget--
+	return true
+}
+
+// walk checks node n against type t at key path path.
+func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
+	if !w.spend() {
+		return
+	}
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil || w.aliasDepth >= maxAliasDepth {
+			w.problems.add(path, "alias nests too deeply (line %d)", n.Line)
+			return
+		}
+		w.aliasDepth++
+		w.walk(n.Alias, t, path)
+		w.aliasDepth--
+		return
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return // an empty value leaves the default
+	}
+	switch {
+	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			w.problems.add(path, "must be a mapping of keys (line %d)", n.Line)
+			return
+		}
+		w.mapping(n, t, path, map[string]int{})
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+		if n.Kind != yaml.SequenceNode {
+			w.problems.add(path, "must be a list (line %d)", n.Line)
+			return
+		}
+		for i, item := range n.Content {
+			w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	default:
+		w.leaf(n, t, path)
+	}
+}
+
+// mapping checks the keys of a mapping node against struct type t. seen
+// holds the keys already met (with their lines), across merge keys.
+func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string, seen map[string]int) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			w.merge(v, t, path, seen)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			w.problems.add(path, "keys must be plain strings (line %d)", k.Line)
+			continue
+		}
+		keyPath := joinPath(path, k.Value)
+		if line, dup := seen[k.Value]; dup {
+			w.problems.add(keyPath, "duplicate key (lines %d and %d)", line, k.Line)
+			continue
+		}
+		seen[k.Value] = k.Line
+		f, ok := fieldByKey(t, k.Value)
+		if !ok {
+			msg := fmt.Sprintf("unknown key (line %d)", k.Line)
+			if s := suggest(k.Value, keysOf(t)); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			w.problems.add(keyPath, "%s", msg)
+			continue
+		}
+		w.walk(v, f.Type, keyPath)
+	}
+}
+
+// merge checks the value of a "<<" merge key: a mapping or a list of them.
+func (w *walker) merge(v *yaml.Node, t reflect.Type, path string, seen map[string]int) {
+	if !w.spend() {
+		return
+	}
+	for v.Kind == yaml.AliasNode && v.Alias != nil {
+		v = v.Alias
+	}
+	switch v.Kind {
+	case yaml.MappingNode:
+		// Keys of a merged mapping may repeat keys of the mapping that
+		// merges it (the outer one wins), so they get their own seen set.
+		w.mapping(v, t, path, map[string]int{})
+	case yaml.SequenceNode:
+		for _, item := range v.Content {
+			w.merge(item, t, path, seen)
+		}
+	default:
+		w.problems.add(path, "a merge key (<<) must refer to a mapping (line %d)", v.Line)
+	}
+}
+
+// leaf checks a scalar, list or map value by decoding it alone into a
+// value of its field's type.
+func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) {
+	if t == durationType {
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!str" && !isNumber(n.Value)) {
+			w.problems.add(path, "must be a duration such as \"60s\" (line %d)", n.Line)
+			return
+		}
+		// yaml.v3 reads only strings into a time.Duration: a bare number,
+		// even 0, is refused with a message that names no unit.
+		if n.ShortTag() != "!!str" {
+			w.problems.add(path, "%v (line %d)", errNoUnit(n.Value), n.Line)
+			return
+		}
+		if _, err := parseDuration(n.Value); err != nil {
+			w.problems.add(path, "%v (line %d)", err, n.Line)
+		}
+		return
+	}
+	if n.Kind == yaml.MappingNode {
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if line, dup := seen[k.Value]; dup {
+				w.problems.add(joinPath(path, k.Value), "duplicate key (lines %d and %d)", line, k.Line)
+				return
+			}
+			seen[k.Value] = k.Line
+		}
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err != nil {
+		w.problems.add(path, "must be %s (line %d)", describe(t), n.Line)
+	}
+}
+
+// parseDuration parses a Go duration string and explains the usual
+// mistake, a bare number, in words.
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err == nil {
+		return d, nil
+	}
+	if isNumber(s) {
+		return 0, errNoUnit(s)
+	}
+	return 0, fmt.Errorf("%q is not a duration; write one such as \"60s\", \"5m\" or \"24h\"", s)
+}
+
+func errNoUnit(s string) error {
+	return fmt.Errorf("%s is a bare number; write a duration with a unit, such as \"%ss\"", s, s)
+}
+
+func isNumber(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	if s == "" {
+		return false
+	}
+	dot := false
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+		case r == '.' && !dot:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return s != "."
+}
+
+// describe says in words what a value of type t looks like in YAML.
+func describe(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Pointer:
+		return describe(t.Elem())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "a list of " + plural(t.Elem())
+	case reflect.Map:
+		return "a mapping of " + plural(t.Elem())
+	}
+	return "a " + t.String()
+}
+
+func plural(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "strings"
+	case reflect.Int, reflect.Int64:
+		return "integers"
+	}
+	return t.String() + " values"
+}
+
+// yamlKey returns the YAML key of a struct field, "" when it has none.
+func yamlKey(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "-" || !f.IsExported() {
+		return ""
+	}
+	return name
+}
+
+func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for f := range fieldsOf(t) {
+		if yamlKey(f) == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// fieldsOf yields the fields of struct type t that have a YAML key.
+func fieldsOf(t reflect.Type) func(yield func(reflect.StructField) bool) {
+	return func(yield func(reflect.StructField) bool) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if yamlKey(f) == "" {
+				continue
+			}
+			if !yield(f) {
+				return
+			}
+		}
+	}
+}
+
+func keysOf(t reflect.Type) []string {
+	var keys []string
+	for f := range fieldsOf(t) {
+		keys = append(keys, yamlKey(f))
+	}
+	return keys
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// suggest returns the candidate closest to s when it is a likely typo
+// (edit distance at most 2), else "".
+func suggest(s string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if bestDist >= len(s) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64 // not a typo of a key; keeps the cost bounded
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
