@@ -24,6 +24,11 @@ type Token struct {
 	// RefreshExpiry is when the refresh token expires, when the provider says
 	// so (refresh_expires_in, as Keycloak sends); zero when unknown.
 	RefreshExpiry time.Time
+
+	// subject and profile come from the custom Subject mapping (a
+	// captured login answer), for Identify.
+	subject string
+	profile map[string]any
 }
 
 // ErrInvalidGrant is matched by errors.Is for a *TokenError whose code is
