@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,13 @@ const (
 	// client sets no shorter limit, so a slow provider cannot hold the
 	// logout answer forever.
 	revokeTimeout = 10 * time.Second
+	// defaultLoginCookieTTL is the login binding cookie's lifetime when
+	// authOptions.LoginStateTTL is unset; it matches the default login
+	// state TTL.
+	defaultLoginCookieTTL = 10 * time.Minute
+	// loginCookieStateChars is how much of the state names its binding
+	// cookie: enough to keep concurrent logins apart.
+	loginCookieStateChars = 16
 	// maxProviderErrorLen bounds the provider's error text echoed back to
 	// the browser after a failed login.
 	maxProviderErrorLen = 256
@@ -53,6 +61,10 @@ type authOptions struct {
 	// SessionMaxAge is the cookie lifetime given to Cookie.Set: the
 	// session's absolute lifetime.
 	SessionMaxAge time.Duration
+	// LoginStateTTL is the lifetime of the cookie that binds a login to the
+	// browser that started it; default 10 minutes. Set it to the session
+	// manager's login state TTL.
+	LoginStateTTL time.Duration
 	// Logger nil discards logs.
 	Logger *slog.Logger
 	// Registerer nil registers no metrics.
@@ -80,6 +92,7 @@ type authHandler struct {
 	revokeOnLogout bool
 	csrf           *csrfGuard
 	maxAge         time.Duration
+	loginTTL       time.Duration
 	log            *slog.Logger
 	now            func() time.Time
 
@@ -107,6 +120,7 @@ func newAuthHandler(o authOptions) (*authHandler, error) {
 		revokeOnLogout: o.RevokeOnLogout,
 		csrf:           o.CSRF,
 		maxAge:         o.SessionMaxAge,
+		loginTTL:       o.LoginStateTTL,
 		log:            o.Logger,
 		now:            o.Now,
 	}
@@ -121,6 +135,9 @@ func newAuthHandler(o authOptions) (*authHandler, error) {
 		if o.PublicURL != nil {
 			a.postLogoutURI = strings.TrimSuffix(o.PublicURL.String(), "/") + "/"
 		}
+	}
+	if a.loginTTL <= 0 {
+		a.loginTTL = defaultLoginCookieTTL
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -176,8 +193,9 @@ func (a *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // login starts a login: it saves a one-time state (state, nonce, PKCE
-// verifier, return_to) and redirects to the authorization endpoint. Each
-// call has its own state, so several tabs may log in at once.
+// verifier, return_to), binds it to this browser with a short-lived cookie
+// and redirects to the authorization endpoint. Each call has its own state
+// and its own binding cookie, so several tabs may log in at once.
 func (a *authHandler) login(w http.ResponseWriter, r *http.Request) {
 	st := session.LoginState{
 		State:     idp.NewState(),
@@ -190,15 +208,25 @@ func (a *authHandler) login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, "save login state", err)
 		return
 	}
+	a.setLoginCookie(w, st.State)
 	http.Redirect(w, r, a.provider.AuthCodeURL(st.State, st.Nonce, st.Verifier), http.StatusFound)
 }
 
-// callback finishes a login: it takes the state once, exchanges the code,
-// verifies the identity, replaces any session the browser had with a new
-// one under a fresh ticket, and redirects to the saved return_to.
+// callback finishes a login: it checks that the login started in this
+// browser, takes the state once, exchanges the code, verifies the identity,
+// replaces any session the browser had with a new one under a fresh ticket,
+// and redirects to the saved return_to.
+//
+// The binding check is the login CSRF defence (RFC 6749 §10.12): without
+// it, an attacker could start a login in their own browser and send the
+// victim the callback URL with the attacker's code and state, logging the
+// victim in as the attacker.
 func (a *authHandler) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
+	if s := q.Get("state"); s != "" {
+		a.clearLoginCookie(w, s)
+	}
 	if e := q.Get("error"); e != "" {
 		// Burn the state too, so it cannot be replayed with a code later.
 		if s := q.Get("state"); s != "" {
@@ -215,6 +243,10 @@ func (a *authHandler) callback(w http.ResponseWriter, r *http.Request) {
 	code, state := q.Get("code"), q.Get("state")
 	if code == "" || state == "" {
 		writeError(w, http.StatusBadRequest, "invalid_request", "the callback needs both code and state")
+		return
+	}
+	if !a.loginBound(r, state) {
+		writeError(w, http.StatusBadRequest, "invalid_state", "this login did not start in this browser, or took too long: start again")
 		return
 	}
 	st, err := a.sessions.TakeLoginState(ctx, state)
@@ -488,6 +520,51 @@ func (a *authHandler) setCookie(w http.ResponseWriter, t session.Ticket) {
 // clearCookie expires the session cookie.
 func (a *authHandler) clearCookie(w http.ResponseWriter) {
 	a.cookie.Clear(w)
+}
+
+// loginCookie is the cookie that binds the login of state to the browser:
+// it goes only to the callback path, and its name carries the start of the
+// state so that concurrent logins in several tabs do not overwrite each
+// other. With Secure it gets the __Secure- prefix, so a plain-http page
+// cannot set it.
+func (a *authHandler) loginCookie(state string, maxAge int) *http.Cookie {
+	name := "tokenrelay-login-" + state[:min(len(state), loginCookieStateChars)]
+	if a.cookie.Secure {
+		name = "__Secure-" + name
+	}
+	return &http.Cookie{
+		Name:     name,
+		Value:    state,
+		Path:     a.prefix + "/callback",
+		MaxAge:   maxAge,
+		Secure:   a.cookie.Secure,
+		HttpOnly: true,
+		// The provider's redirect back is a top-level cross-site GET, which
+		// Lax lets through and Strict would not.
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// setLoginCookie binds the login of state to this browser.
+func (a *authHandler) setLoginCookie(w http.ResponseWriter, state string) {
+	http.SetCookie(w, a.loginCookie(state, int((a.loginTTL+time.Second-1)/time.Second)))
+}
+
+// clearLoginCookie removes the binding of state, if the value names one
+// that could exist.
+func (a *authHandler) clearLoginCookie(w http.ResponseWriter, state string) {
+	c := a.loginCookie(state, -1)
+	if c.Valid() != nil {
+		return
+	}
+	c.Value, c.Expires = "", time.Unix(0, 0)
+	http.SetCookie(w, c)
+}
+
+// loginBound reports whether r carries the binding cookie of state.
+func (a *authHandler) loginBound(r *http.Request, state string) bool {
+	c, err := r.Cookie(a.loginCookie(state, 0).Name)
+	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) == 1
 }
 
 // wantsJSON reports whether r comes from fetch/XHR rather than a form post

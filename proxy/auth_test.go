@@ -262,6 +262,9 @@ type authFixture struct {
 	p    *fakeAuthProvider
 	reg  *prometheus.Registry
 	logs *bytes.Buffer
+	// jar holds the login binding cookies the handler set, by name, the
+	// way a browser would.
+	jar map[string]*http.Cookie
 }
 
 func newAuthFixture(t *testing.T, mod func(*authOptions)) *authFixture {
@@ -271,7 +274,7 @@ func newAuthFixture(t *testing.T, mod func(*authOptions)) *authFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &authFixture{ss: newFakeAuthSessions(), p: &fakeAuthProvider{endSession: true}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
+	f := &authFixture{ss: newFakeAuthSessions(), p: &fakeAuthProvider{endSession: true}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}, jar: map[string]*http.Cookie{}}
 	o := authOptions{
 		Sessions:       f.ss,
 		Provider:       f.p,
@@ -307,13 +310,57 @@ func (s *authLogWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// serve runs one request through the handler with a request id.
+// serve runs one request through the handler with a request id, from the
+// browser that holds f.jar: login binding cookies are sent to the callback
+// path and updated from the answer.
 func (f *authFixture) serve(r *http.Request) *httptest.ResponseRecorder {
+	if r.URL.Path == "/.auth/callback" {
+		for _, c := range f.jar {
+			r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		}
+	}
+	w := f.serveFromOtherBrowser(r)
+	for _, c := range w.Result().Cookies() {
+		if !strings.HasPrefix(c.Name, "__Secure-tokenrelay-login-") {
+			continue
+		}
+		if c.MaxAge < 0 {
+			delete(f.jar, c.Name)
+		} else {
+			f.jar[c.Name] = c
+		}
+	}
+	return w
+}
+
+// serveFromOtherBrowser runs one request through the handler with a
+// request id and no cookie jar.
+func (f *authFixture) serveFromOtherBrowser(r *http.Request) *httptest.ResponseRecorder {
 	// The request id lives in the Handler's per-request state.
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, &requestState{id: "req-test-1"}))
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	return w
+}
+
+// loginCookieLine is the Set-Cookie line binding the login of state.
+func loginCookieLine(state string) string {
+	return "__Secure-tokenrelay-login-" + state[:16] + "=" + state + "; Path=/.auth/callback; Max-Age=600; HttpOnly; Secure; SameSite=Lax"
+}
+
+// loginCookieClearLine is the Set-Cookie line removing that binding.
+func loginCookieClearLine(state string) string {
+	return "__Secure-tokenrelay-login-" + state[:16] + "=; Path=/.auth/callback; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
+}
+
+// sessionCookieSet reports whether w sets (not clears) the session cookie.
+func sessionCookieSet(w *httptest.ResponseRecorder) bool {
+	for _, c := range w.Result().Cookies() {
+		if c.Name == session.DefaultCookieName && c.MaxAge >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // withAuthTicket adds the session cookie carrying tk to r.
@@ -393,6 +440,9 @@ func TestLoginRedirect(t *testing.T) {
 				if len(v) < 43 {
 					t.Errorf("%s %q is shorter than 43 characters (256 bits)", name, v)
 				}
+			}
+			if got, want := w.Header().Values("Set-Cookie"), []string{loginCookieLine(st.State)}; !reflect.DeepEqual(got, want) {
+				t.Errorf("Set-Cookie = %q, want %q", got, want)
 			}
 			if st.State == st.Nonce || st.State == st.Verifier || st.Nonce == st.Verifier {
 				t.Errorf("state, nonce and verifier are not independent: %+v", st)
@@ -495,9 +545,12 @@ func TestCallbackHappyPath(t *testing.T) {
 		tk = k
 	}
 	cookies := w.Header().Values("Set-Cookie")
-	want := "__Host-tokenrelay=" + tk.Encode() + "; Path=/; Max-Age=2592000; HttpOnly; Secure; SameSite=Lax"
-	if len(cookies) != 1 || cookies[0] != want {
-		t.Errorf("Set-Cookie = %q, want [%q]", cookies, want)
+	want := []string{
+		loginCookieClearLine(st.State),
+		"__Host-tokenrelay=" + tk.Encode() + "; Path=/; Max-Age=2592000; HttpOnly; Secure; SameSite=Lax",
+	}
+	if !reflect.DeepEqual(cookies, want) {
+		t.Errorf("Set-Cookie = %q, want %q", cookies, want)
 	}
 	if _, left := f.ss.states[st.State]; left {
 		t.Errorf("login state still stored after the callback")
@@ -526,7 +579,7 @@ func TestCallbackEndsPreviousSession(t *testing.T) {
 		if tk == old {
 			t.Errorf("the new session reuses the old ticket")
 		}
-		if c := w.Header().Get("Set-Cookie"); !strings.HasPrefix(c, "__Host-tokenrelay="+tk.Encode()+";") {
+		if c := w.Header().Values("Set-Cookie"); len(c) != 2 || !strings.HasPrefix(c[1], "__Host-tokenrelay="+tk.Encode()+";") {
 			t.Errorf("Set-Cookie = %q, want the new ticket", c)
 		}
 	}
@@ -622,8 +675,8 @@ func TestCallbackFailures(t *testing.T) {
 			if got := len(f.p.exchanges); got != tt.wantExch {
 				t.Errorf("Exchange called %d times, want %d", got, tt.wantExch)
 			}
-			if got := w.Header().Values("Set-Cookie"); len(got) != 0 {
-				t.Errorf("Set-Cookie = %q on a failed callback, want none", got)
+			if sessionCookieSet(w) {
+				t.Errorf("Set-Cookie = %q: a failed callback set the session cookie", w.Header().Values("Set-Cookie"))
 			}
 			if len(f.ss.created) != 0 {
 				t.Errorf("a session was created by a failed callback")
@@ -736,6 +789,7 @@ func TestLogout(t *testing.T) {
 		name        string
 		headers     map[string]string
 		noSession   bool
+		staleCookie bool // a cookie whose session is gone
 		noEndpoint  bool // the provider has no end_session_endpoint
 		revokeErr   error
 		revoke      bool
@@ -798,6 +852,13 @@ func TestLogout(t *testing.T) {
 			wantMetric: map[string]float64{"success": 0, "failed": 0},
 		},
 		{
+			name:        "stale cookie: local logout",
+			headers:     map[string]string{"Sec-Fetch-Site": "same-origin", "X-CSRF": "1", "Accept": "application/json"},
+			staleCookie: true,
+			revoke:      true, wantStatus: 200, wantJSON: true, wantRevoked: 0, wantLocal: true,
+			wantMetric: map[string]float64{"success": 0, "failed": 0},
+		},
+		{
 			name:      "no session: form post",
 			headers:   map[string]string{"Sec-Fetch-Site": "same-origin", "X-CSRF": "1"},
 			noSession: true,
@@ -814,7 +875,11 @@ func TestLogout(t *testing.T) {
 			for k, v := range tt.headers {
 				r.Header.Set(k, v)
 			}
-			if !tt.noSession {
+			switch {
+			case tt.staleCookie:
+				gone, _ := session.NewTicket()
+				r = withAuthTicket(r, gone)
+			case !tt.noSession:
 				r = withAuthTicket(r, f.ss.add(t, rec))
 			}
 			w := f.serve(r)
@@ -1052,8 +1117,15 @@ func TestAuthLogsCarryNoSecrets(t *testing.T) {
 	f.p.revokeErr = fmt.Errorf("idp: revoke: status 503")
 	st := f.startLogin(t, "/")
 	cb := f.serve(httptest.NewRequest("GET", authCallbackURL(authTestCode, st.State), nil))
-	cookie := cb.Header().Get("Set-Cookie")
-	ticket := strings.TrimPrefix(strings.Split(cookie, ";")[0], "__Host-tokenrelay=")
+	var ticket string
+	for _, c := range cb.Result().Cookies() {
+		if c.Name == session.DefaultCookieName {
+			ticket = c.Value
+		}
+	}
+	if ticket == "" {
+		t.Fatalf("callback: %d without a session cookie", cb.Code)
+	}
 
 	r := httptest.NewRequest("POST", "https://app.example.com/.auth/logout", nil)
 	r.Header.Set("Cookie", "__Host-tokenrelay="+ticket)
@@ -1144,4 +1216,41 @@ func authCounterValue(t *testing.T, reg *prometheus.Registry, name, label, value
 	}
 	t.Fatalf("no series %s{%s=%q} registered", name, label, value)
 	return 0
+}
+
+// TestCallbackFromOtherBrowser is the login CSRF defence: a callback URL
+// with a valid code and state, opened in a browser that did not start that
+// login, is refused, and the state stays usable by the browser that did.
+func TestCallbackFromOtherBrowser(t *testing.T) {
+	f := newAuthFixture(t, nil)
+	st := f.startLogin(t, "/mine")
+	tests := []struct {
+		name   string
+		cookie *http.Cookie
+	}{
+		{"no binding cookie", nil},
+		{"binding cookie of another state", &http.Cookie{Name: "__Secure-tokenrelay-login-" + st.State[:16], Value: st.State[:42] + "x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", authCallbackURL(authTestCode, st.State), nil)
+			if tt.cookie != nil {
+				r.AddCookie(tt.cookie)
+			}
+			w := f.serveFromOtherBrowser(r)
+			if e := decodeAuthError(t, w); w.Code != 400 || e.Error != "invalid_state" {
+				t.Errorf("got %d %q, want 400 invalid_state", w.Code, e.Error)
+			}
+			if sessionCookieSet(w) {
+				t.Errorf("the other browser got a session cookie")
+			}
+		})
+	}
+	if got := len(f.p.exchanges); got != 0 {
+		t.Errorf("Exchange called %d times, want 0", got)
+	}
+	w := f.serve(httptest.NewRequest("GET", authCallbackURL(authTestCode, st.State), nil))
+	if w.Code != http.StatusFound || w.Header().Get("Location") != "/mine" {
+		t.Errorf("the starting browser's callback: %d to %q, want 302 to /mine", w.Code, w.Header().Get("Location"))
+	}
 }
