@@ -104,6 +104,8 @@ provider:
 session:
   store: memory
   secret: %q
+  idle_timeout: 1h
+  max_lifetime: %s
 refresh:
   ahead: %s
   timeout: 10s
@@ -115,7 +117,7 @@ routes:
     upstream: %q
     auth: none
 `, relayPort, adminPort, s.RelayURL, s.OP.Issuer, opClientID, opClientSecret,
-		hex.EncodeToString(secret), o.RefreshAhead, s.Tap.URL, s.APIURL)
+		hex.EncodeToString(secret), sessionMaxAge, o.RefreshAhead, s.Tap.URL, s.APIURL)
 }
 
 // tap sits between tokenrelay and the API and records what tokenrelay sent

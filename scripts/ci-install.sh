@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to run `make test`:
+# Redis (server, Sentinel, CLI) for the store tests, make, Node.js and npm
+# when missing, the OpenID Provider's packages from its lock file, and the
+# pinned Go test tools (scripts/install-test-tools.sh, when present).
+# Go itself must already be installed. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'ci-install: %s\n' "$*"; }
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+	sudo=(sudo)
+fi
+
+if ! command -v go >/dev/null; then
+	log "Go is not installed; install Go $(sed -n 's/^go //p' go.mod) or later first" >&2
+	exit 1
+fi
+
+packages=(redis-server redis-sentinel redis-tools)
+command -v make >/dev/null || packages+=(make)
+command -v git >/dev/null || packages+=(git)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	packages+=(nodejs npm)
+fi
+log "apt-get install ${packages[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+	log "warning: Node.js $(node --version) is older than 20; the OpenID Provider (oidc-provider 9) wants 20 or 22" >&2
+fi
+
+log "npm ci in examples/demo/op (node $(node --version), npm $(npm --version))"
+(cd examples/demo/op && npm ci --no-audit --no-fund)
+
+if [ -f scripts/install-test-tools.sh ]; then
+	log "scripts/install-test-tools.sh"
+	bash scripts/install-test-tools.sh
+fi
+log "done"
