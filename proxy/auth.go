@@ -33,6 +33,9 @@ const (
 	// loginCookieStateChars is how much of the state names its binding
 	// cookie: enough to keep concurrent logins apart.
 	loginCookieStateChars = 16
+	// reasonReplaced labels sessions ended because the browser logged in
+	// again (tokenrelay_sessions_ended_total{reason}).
+	reasonReplaced = "replaced"
 	// maxProviderErrorLen bounds the provider's error text echoed back to
 	// the browser after a failed login.
 	maxProviderErrorLen = 256
@@ -285,7 +288,7 @@ func (a *authHandler) callback(w http.ResponseWriter, r *http.Request) {
 	// A login never reuses the browser's previous session (no fixation):
 	// the old one ends and the new one gets a fresh ticket.
 	if old, ok := a.readTicket(r); ok {
-		if _, err := a.sessions.End(ctx, old, "replaced"); err != nil && !errors.Is(err, session.ErrNoSession) {
+		if _, err := a.sessions.End(ctx, old, reasonReplaced); err != nil && !errors.Is(err, session.ErrNoSession) {
 			a.logger(r).Warn("auth: could not end the previous session at login", "err", err)
 		}
 	}
@@ -378,7 +381,7 @@ func (a *authHandler) logout(w http.ResponseWriter, r *http.Request) {
 	var rec *session.Record
 	if t, ok := a.readTicket(r); ok {
 		var err error
-		rec, err = a.sessions.End(ctx, t, "logout")
+		rec, err = a.sessions.End(ctx, t, session.ReasonLogout)
 		switch {
 		case errors.Is(err, session.ErrNoSession), errors.Is(err, session.ErrSessionExpired):
 			rec = nil

@@ -1254,3 +1254,208 @@ func TestCallbackFromOtherBrowser(t *testing.T) {
 		t.Errorf("the starting browser's callback: %d to %q, want 302 to /mine", w.Code, w.Header().Get("Location"))
 	}
 }
+
+// authClock is a settable clock shared by the handler and the manager.
+type authClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *authClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *authClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// noRefresh is a session.Refresher for flows that must not refresh.
+type noRefresh struct{}
+
+func (noRefresh) Refresh(context.Context, secret.String) (*idp.Token, error) {
+	return nil, errors.New("noRefresh: unexpected refresh")
+}
+
+// newManagerFixture is an authHandler over the real session.Manager and
+// MemoryStore, with the scripted provider.
+func newManagerFixture(t *testing.T, clock *authClock) *authFixture {
+	t.Helper()
+	m, err := session.NewManager(session.ManagerOptions{
+		Backend:       session.NewMemoryStore(clock.Now),
+		Secret:        bytes.Repeat([]byte("k"), 32),
+		Refresher:     noRefresh{},
+		Issuer:        "https://idp.example.com",
+		Now:           clock.Now,
+		IdleTimeout:   24 * time.Hour,
+		MaxLifetime:   720 * time.Hour,
+		LoginStateTTL: 10 * time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("NewManager: %v", err)
+	}
+	f := newAuthFixture(t, func(o *authOptions) {
+		o.Sessions = m
+		o.Now = clock.Now
+		o.LoginStateTTL = 10 * time.Minute
+	})
+	f.ss = nil // the fake is not in use
+	return f
+}
+
+// TestAuthFlowWithManager runs login → callback → session → logout →
+// session against the real session manager and memory store.
+func TestAuthFlowWithManager(t *testing.T) {
+	clock := &authClock{t: authTestNow}
+	f := newManagerFixture(t, clock)
+	jar := &http.Cookie{}
+
+	// Login.
+	w := f.serve(httptest.NewRequest("GET", "/.auth/login?return_to="+url.QueryEscape("/inbox?x=1"), nil))
+	loc, _ := url.Parse(w.Header().Get("Location"))
+	state := loc.Query().Get("state")
+	if w.Code != http.StatusFound || state == "" {
+		t.Fatalf("login: %d to %q", w.Code, loc)
+	}
+
+	// Callback, five minutes later.
+	clock.Advance(5 * time.Minute)
+	w = f.serve(httptest.NewRequest("GET", authCallbackURL(authTestCode, state), nil))
+	if w.Code != http.StatusFound || w.Header().Get("Location") != "/inbox?x=1" {
+		t.Fatalf("callback: %d to %q, want 302 to /inbox?x=1; body %s", w.Code, w.Header().Get("Location"), w.Body)
+	}
+	for _, c := range w.Result().Cookies() {
+		if c.Name == session.DefaultCookieName {
+			jar = c
+		}
+	}
+	if jar.Value == "" || jar.MaxAge != 2592000 || !jar.Secure || !jar.HttpOnly || jar.SameSite != http.SameSiteLaxMode || jar.Path != "/" || jar.Domain != "" {
+		t.Fatalf("session cookie = %+v, want __Host-tokenrelay, Max-Age 2592000, Secure, HttpOnly, Lax, Path /", jar)
+	}
+	withJar := func(r *http.Request) *http.Request {
+		r.AddCookie(&http.Cookie{Name: jar.Name, Value: jar.Value})
+		return r
+	}
+
+	// Session, two minutes later: the idle timeout slides from now.
+	clock.Advance(2 * time.Minute)
+	w = f.serve(withJar(httptest.NewRequest("GET", "/.auth/session", nil)))
+	want := `{"authenticated":true,"subject":"user-1","claims":{"email":"ada@example.com","name":"Ada"},"expires_at":"2026-03-02T12:07:00Z","access_token_expires_at":"2026-03-01T12:05:00Z"}`
+	if got := strings.TrimSpace(w.Body.String()); w.Code != 200 || got != want {
+		t.Errorf("session: %d %s, want 200 %s", w.Code, got, want)
+	}
+
+	// Logout from the app's own page.
+	r := withJar(httptest.NewRequest("POST", "https://app.example.com/.auth/logout", nil))
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.Header.Set("Sec-Fetch-Mode", "cors")
+	r.Header.Set("X-CSRF", "1")
+	w = f.serve(r)
+	var out logoutAnswer
+	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil || w.Code != 200 {
+		t.Fatalf("logout: %d %s", w.Code, w.Body)
+	}
+	if u, _ := url.Parse(out.LogoutURL); u == nil || u.Query().Get("id_token_hint") != authTestIDToken {
+		t.Errorf("logout_url = %q, want the end-session URL with the ID token hint", out.LogoutURL)
+	}
+	if got, want := f.p.revoked, []string{authTestRefreshToken}; !reflect.DeepEqual(got, want) {
+		t.Errorf("revoked %q, want %q", got, want)
+	}
+	if got := w.Header().Values("Set-Cookie"); len(got) != 1 || got[0] != authClearedCookie {
+		t.Errorf("logout Set-Cookie = %q, want [%q]", got, authClearedCookie)
+	}
+
+	// The old cookie no longer opens anything.
+	w = f.serve(withJar(httptest.NewRequest("GET", "/.auth/session", nil)))
+	if got := strings.TrimSpace(w.Body.String()); got != `{"authenticated":false}` {
+		t.Errorf("session after logout: %s, want {\"authenticated\":false}", got)
+	}
+}
+
+// TestCallbackWithManager checks single use and expiry of login states in
+// the real manager.
+func TestCallbackWithManager(t *testing.T) {
+	tests := []struct {
+		name       string
+		wait       time.Duration
+		twice      bool
+		wantStatus int
+	}{
+		{"in time", 9*time.Minute + 59*time.Second, false, http.StatusFound},
+		{"expired", 10 * time.Minute, false, http.StatusBadRequest},
+		{"used twice", time.Minute, true, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &authClock{t: authTestNow}
+			f := newManagerFixture(t, clock)
+			w := f.serve(httptest.NewRequest("GET", "/.auth/login", nil))
+			loc, _ := url.Parse(w.Header().Get("Location"))
+			state := loc.Query().Get("state")
+			clock.Advance(tt.wait)
+			if tt.twice {
+				if w := f.serve(httptest.NewRequest("GET", authCallbackURL(authTestCode, state), nil)); w.Code != http.StatusFound {
+					t.Fatalf("first callback: %d, want 302", w.Code)
+				}
+				// The browser still holds the binding cookie, as an
+				// attacker replaying the URL from it would.
+				f.jar["__Secure-tokenrelay-login-"+state[:16]] = &http.Cookie{Name: "__Secure-tokenrelay-login-" + state[:16], Value: state}
+			}
+			w = f.serve(httptest.NewRequest("GET", authCallbackURL(authTestCode, state), nil))
+			if w.Code != tt.wantStatus {
+				t.Fatalf("callback: %d, want %d; body %s", w.Code, tt.wantStatus, w.Body)
+			}
+			if tt.wantStatus == http.StatusBadRequest {
+				if e := decodeAuthError(t, w); e.Error != "invalid_state" {
+					t.Errorf("error = %q, want invalid_state", e.Error)
+				}
+			}
+		})
+	}
+}
+
+// TestBackchannelWithManager ends a real session by its sid and by its
+// subject.
+func TestBackchannelWithManager(t *testing.T) {
+	tests := []struct {
+		name  string
+		token idp.LogoutToken
+		ended bool
+	}{
+		{"sid", idp.LogoutToken{Issuer: "https://idp.example.com", Subject: "user-1", SID: "sid-1"}, true},
+		{"subject", idp.LogoutToken{Issuer: "https://idp.example.com", Subject: "user-1"}, true},
+		{"other sid", idp.LogoutToken{Issuer: "https://idp.example.com", Subject: "user-1", SID: "sid-2"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &authClock{t: authTestNow}
+			f := newManagerFixture(t, clock)
+			w := f.serve(httptest.NewRequest("GET", "/.auth/login", nil))
+			loc, _ := url.Parse(w.Header().Get("Location"))
+			w = f.serve(httptest.NewRequest("GET", authCallbackURL(authTestCode, loc.Query().Get("state")), nil))
+			var ticket string
+			for _, c := range w.Result().Cookies() {
+				if c.Name == session.DefaultCookieName {
+					ticket = c.Value
+				}
+			}
+			tok := tt.token
+			f.p.logoutToken = &tok
+			r := httptest.NewRequest("POST", "/.auth/backchannel-logout", strings.NewReader("logout_token=lt"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if w := f.serve(r); w.Code != http.StatusOK {
+				t.Fatalf("back-channel logout: %d %s", w.Code, w.Body)
+			}
+			r = httptest.NewRequest("GET", "/.auth/session", nil)
+			r.AddCookie(&http.Cookie{Name: session.DefaultCookieName, Value: ticket})
+			w = f.serve(r)
+			wantBody := `{"authenticated":false}`
+			if got := strings.TrimSpace(w.Body.String()); (got == wantBody) != tt.ended {
+				t.Errorf("session after back-channel logout: %s, want ended=%v", got, tt.ended)
+			}
+		})
+	}
+}
