@@ -144,6 +144,8 @@ func (b *browser) responses() []observed {
 type loginResult struct {
 	// Hops are all responses of the login, in order.
 	Hops []observed
+	// Start is tokenrelay's answer to /.auth/login.
+	Start observed
 	// Callback is tokenrelay's answer to /.auth/callback.
 	Callback observed
 	// CallbackURL is the callback URL the provider redirected to.
@@ -200,6 +202,7 @@ func (b *browser) login(t *testing.T, relayURL, returnTo, user string) loginResu
 	if res.CallbackURL == nil {
 		t.Fatalf("login: never reached %s/.auth/callback; hops: %v", relayURL, hopURLs(res.Hops))
 	}
+	res.Start = res.Hops[0]
 	res.Final = res.Hops[len(res.Hops)-1]
 	return res
 }

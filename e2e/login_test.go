@@ -12,6 +12,10 @@ import (
 // the session cookie's Max-Age.
 const sessionMaxAge = 2 * time.Hour
 
+// loginStateTTL is the session.login_state_ttl the harness configures, and
+// so the Max-Age of the cookie that binds a login to its browser.
+const loginStateTTL = 5 * time.Minute
+
 // whoamiAnswer is the sample API's GET /api/whoami answer.
 type whoamiAnswer struct {
 	Sub        string `json:"sub"`
@@ -52,7 +56,7 @@ func TestLoginAndProxy(t *testing.T) {
 	if got, want := res.Callback.Header.Get("Location"), "/api/whoami"; got != want {
 		t.Errorf("callback Location = %q, want %q", got, want)
 	}
-	checkSessionCookie(t, res.Callback.Header.Values("Set-Cookie"))
+	checkCookies(t, res)
 
 	// The return_to navigation reached the API with a valid token.
 	final := decodeWhoami(t, res.Final)
@@ -84,8 +88,14 @@ func TestLoginAndProxy(t *testing.T) {
 
 	// The session endpoint names the user and holds no token.
 	sess := b.get(t, s.RelayURL+"/.auth/session", nil)
-	if sess.Status != http.StatusOK || !strings.Contains(string(sess.Body), `"alice"`) {
-		t.Errorf("GET /.auth/session = %d %s, want 200 naming alice", sess.Status, sess.Body)
+	var info struct {
+		Authenticated bool           `json:"authenticated"`
+		Subject       string         `json:"subject"`
+		Claims        map[string]any `json:"claims"`
+	}
+	if err := json.Unmarshal(sess.Body, &info); sess.Status != http.StatusOK || err != nil ||
+		!info.Authenticated || info.Subject != "alice" || info.Claims["email"] != "alice@example.test" {
+		t.Errorf("GET /.auth/session = %d %s, want 200 authenticated as alice with email alice@example.test", sess.Status, sess.Body)
 	}
 
 	if l := leaks(b.responses(), token); len(l) != 0 {
@@ -98,35 +108,55 @@ func TestLoginAndProxy(t *testing.T) {
 	}
 }
 
-// checkSessionCookie asserts the callback set exactly one cookie, with
-// exactly the attributes of DESIGN.md: __Host- name, a 256-bit ticket,
-// Path=/, no Domain, Max-Age of the session's absolute lifetime, HttpOnly,
-// Secure, SameSite=Lax, nothing else.
-func checkSessionCookie(t *testing.T, setCookies []string) {
+// checkCookies asserts the cookies of a login, attribute by attribute:
+// /.auth/login sets only the cookie that binds the login to this browser
+// (named after the state, sent only to the callback, living as long as the
+// login state); the callback clears it and sets the session cookie exactly
+// as DESIGN.md says: __Host- name, a 256-bit ticket, Path=/, no Domain,
+// Max-Age of the session's absolute lifetime, HttpOnly, Secure,
+// SameSite=Lax, nothing else.
+func checkCookies(t *testing.T, res loginResult) {
 	t.Helper()
-	if len(setCookies) != 1 {
-		t.Fatalf("callback Set-Cookie headers = %q, want exactly one", setCookies)
+	state := res.CallbackURL.Query().Get("state")
+	bindName := "__Secure-tokenrelay-login-" + state[:min(16, len(state))]
+	bind := http.Cookie{Name: bindName, Value: state, Path: "/.auth/callback", MaxAge: int(loginStateTTL / time.Second),
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
+	unbind := bind
+	unbind.Value, unbind.MaxAge, unbind.Expires = "", -1, time.Unix(0, 0).UTC()
+	sess := http.Cookie{Name: "__Host-tokenrelay", Path: "/", MaxAge: int(sessionMaxAge / time.Second),
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
+
+	tests := []struct {
+		name string
+		got  []string
+		want []http.Cookie
+	}{
+		{"/.auth/login", res.Start.Header.Values("Set-Cookie"), []http.Cookie{bind}},
+		{"/.auth/callback", res.Callback.Header.Values("Set-Cookie"), []http.Cookie{unbind, sess}},
 	}
-	c, err := http.ParseSetCookie(setCookies[0])
-	if err != nil {
-		t.Fatalf("Set-Cookie %q: %v", setCookies[0], err)
-	}
-	got := *c
-	got.Value, got.Raw = "", ""
-	want := http.Cookie{
-		Name:     "__Host-tokenrelay",
-		Path:     "/",
-		MaxAge:   int(sessionMaxAge / time.Second),
-		HttpOnly: true,
-		Secure:   true,
-		SameSite: http.SameSiteLaxMode,
-	}
-	if got.String() != want.String() || got.Domain != "" || !got.Expires.IsZero() || len(got.Unparsed) != 0 {
-		t.Errorf("session cookie = %q\nwant attributes %q", setCookies[0], want.String())
-	}
-	// 16-byte id + 16-byte key, base64url without padding.
-	if n := len(c.Value); n != 43 || strings.Trim(c.Value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
-		t.Errorf("session cookie value has %d characters outside or inside base64url, want 43 base64url characters", n)
+	for _, tt := range tests {
+		if len(tt.got) != len(tt.want) {
+			t.Errorf("%s: Set-Cookie = %q, want %d cookies", tt.name, tt.got, len(tt.want))
+			continue
+		}
+		for i, raw := range tt.got {
+			c, err := http.ParseSetCookie(raw)
+			if err != nil {
+				t.Errorf("%s: Set-Cookie %q: %v", tt.name, raw, err)
+				continue
+			}
+			want := tt.want[i]
+			if want.Name == sess.Name {
+				// 16-byte id + 16-byte key, base64url without padding.
+				if len(c.Value) != 43 || strings.Trim(c.Value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+					t.Errorf("%s: session ticket has %d characters, want 43 base64url characters", tt.name, len(c.Value))
+				}
+				want.Value = c.Value
+			}
+			if got, wantS := c.String(), want.String(); got != wantS || c.Domain != "" || len(c.Unparsed) != 0 {
+				t.Errorf("%s: Set-Cookie[%d] =\n  %q\nwant\n  %q", tt.name, i, raw, wantS)
+			}
+		}
 	}
 }
 
@@ -138,11 +168,15 @@ func TestTamperedCookie(t *testing.T) {
 	s := startStack(t, stackOptions{AccessTTL: 60 * time.Second})
 	b := newBrowser(t)
 	res := b.login(t, s.RelayURL, "/api/whoami", "bob")
-	c, err := http.ParseSetCookie(res.Callback.Header.Get("Set-Cookie"))
-	if err != nil {
-		t.Fatal(err)
+	var ticket string
+	for _, raw := range res.Callback.Header.Values("Set-Cookie") {
+		if c, err := http.ParseSetCookie(raw); err == nil && c.Name == "__Host-tokenrelay" {
+			ticket = c.Value
+		}
 	}
-	ticket := c.Value
+	if len(ticket) != 43 {
+		t.Fatalf("no session ticket in the callback's Set-Cookie %q", res.Callback.Header.Values("Set-Cookie"))
+	}
 	flip := func(i int) string {
 		r := []byte(ticket)
 		if r[i] == 'A' {
@@ -198,13 +232,19 @@ func TestTamperedCookie(t *testing.T) {
 }
 
 // TestCallbackStateSingleUse (issue 2, test 5): a login state is used once;
-// replaying the callback, or one with an unknown state, is 400 and never
-// reaches the token endpoint.
+// replaying the callback is 400 — whether or not the browser still holds
+// the login's binding cookie, so the state store's take-once is tested, not
+// only the cookie — and so is an unknown state. None reaches the token
+// endpoint.
 func TestCallbackStateSingleUse(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, stackOptions{AccessTTL: 60 * time.Second})
 	b := newBrowser(t)
 	res := b.login(t, s.RelayURL, "/", "carol")
+	binding, err := http.ParseSetCookie(res.Start.Header.Get("Set-Cookie"))
+	if err != nil {
+		t.Fatalf("login binding cookie: %v", err)
+	}
 
 	unknown := *res.CallbackURL
 	q := unknown.Query()
@@ -212,29 +252,41 @@ func TestCallbackStateSingleUse(t *testing.T) {
 	unknown.RawQuery = q.Encode()
 
 	tests := []struct {
-		name string
-		url  string
+		name      string
+		url       string
+		restore   bool // put the login's binding cookie back first
+		wantError string
 	}{
-		{"replayed", res.CallbackURL.String()},
-		{"unknown state", unknown.String()},
+		{"replayed", res.CallbackURL.String(), false, "invalid_state"},
+		{"replayed with the binding cookie", res.CallbackURL.String(), true, "invalid_state"},
+		{"unknown state", unknown.String(), false, "invalid_state"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.restore {
+				b.client.Jar.SetCookies(res.CallbackURL, []*http.Cookie{binding})
+			}
 			hops, err := b.navigate(http.MethodGet, tt.url, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := hops[0].Status, http.StatusBadRequest; got != want || len(hops) != 1 {
-				t.Errorf("%s callback = %d (%d hops), want %d and no redirect", tt.name, got, len(hops), want)
+			var body struct {
+				Error string `json:"error"`
 			}
-			if got := hops[0].Header.Values("Set-Cookie"); len(got) != 0 {
-				t.Errorf("%s callback set cookies %q, want none", tt.name, got)
+			_ = json.Unmarshal(hops[0].Body, &body)
+			if got, want := hops[0].Status, http.StatusBadRequest; got != want || len(hops) != 1 || body.Error != tt.wantError {
+				t.Errorf("%s callback = %d %s (%d hops), want %d {\"error\":%q} and no redirect",
+					tt.name, got, hops[0].Body, len(hops), want, tt.wantError)
+			}
+			for _, raw := range hops[0].Header.Values("Set-Cookie") {
+				if strings.HasPrefix(raw, "__Host-tokenrelay=") {
+					t.Errorf("%s callback set the session cookie: %q", tt.name, raw)
+				}
 			}
 		})
 	}
 	if st := s.OP.Stats(t); st.CodeSuccess+st.CodeError != 1 {
-		got := st.CodeSuccess + st.CodeError
-		t.Errorf("the OP's token endpoint saw %d code exchanges, want 1 (the login's own)", got)
+		t.Errorf("the OP's token endpoint saw %d code exchanges, want 1 (the login's own)", st.CodeSuccess+st.CodeError)
 	}
 	// The session the first callback created is untouched.
 	decodeWhoami(t, b.get(t, s.RelayURL+"/api/whoami", nil))

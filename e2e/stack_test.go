@@ -105,6 +105,7 @@ session:
   store: memory
   secret: %q
   idle_timeout: 1h
+  login_state_ttl: %s
   max_lifetime: %s
 refresh:
   ahead: %s
@@ -117,7 +118,7 @@ routes:
     upstream: %q
     auth: none
 `, relayPort, adminPort, s.RelayURL, s.OP.Issuer, opClientID, opClientSecret,
-		hex.EncodeToString(secret), sessionMaxAge, o.RefreshAhead, s.Tap.URL, s.APIURL)
+		hex.EncodeToString(secret), loginStateTTL, sessionMaxAge, o.RefreshAhead, s.Tap.URL, s.APIURL)
 }
 
 // tap sits between tokenrelay and the API and records what tokenrelay sent

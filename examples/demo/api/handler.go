@@ -54,7 +54,12 @@ func (s *seenSet) add(id string) int {
 	return s.total
 }
 
+// newHandler serves the API, the health check and the page. A nil logger
+// discards logs.
 func newHandler(v tokenVerifier, logger *slog.Logger) http.Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	seen := &seenSet{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

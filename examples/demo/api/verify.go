@@ -47,6 +47,12 @@ func newVerifier(ctx context.Context, client *http.Client, logger *slog.Logger, 
 	if err != nil {
 		return nil, fmt.Errorf("jwks: %w", err)
 	}
+	return newVerifierWithKeys(keys, issuer, audience, nil), nil
+}
+
+// newVerifierWithKeys builds a verifier over a key set; now nil means
+// time.Now.
+func newVerifierWithKeys(keys keyfunc.Keyfunc, issuer, audience string, now func() time.Time) *verifier {
 	opts := []jwt.ParserOption{
 		// RSA and EC families only: never "none", never HMAC (a public key
 		// used as an HMAC secret is the classic algorithm confusion).
@@ -58,7 +64,10 @@ func newVerifier(ctx context.Context, client *http.Client, logger *slog.Logger, 
 	if audience != "" {
 		opts = append(opts, jwt.WithAudience(audience))
 	}
-	return &verifier{keys: keys, parser: jwt.NewParser(opts...)}, nil
+	if now != nil {
+		opts = append(opts, jwt.WithTimeFunc(now))
+	}
+	return &verifier{keys: keys, parser: jwt.NewParser(opts...)}
 }
 
 func discoverJWKS(ctx context.Context, client *http.Client, logger *slog.Logger, issuer string) (string, error) {
