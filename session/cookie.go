@@ -73,9 +73,10 @@ func (o CookieOptions) Ticket(r *http.Request) (Ticket, error) {
 }
 
 // StripCookie removes every cookie of our name from each Cookie header line
-// of h, so the session ticket never reaches an upstream. The other cookies
-// stay byte for byte as the browser sent them, joined by "; ". A line left
-// empty is dropped, and the header is deleted when no line remains.
+// of h, so the session ticket never reaches an upstream. A line without our
+// cookie stays untouched; in a line with it, the other cookies stay byte for
+// byte as the browser sent them, joined by "; ". A line left empty is
+// dropped, and the header is deleted when no line remains.
 func (o CookieOptions) StripCookie(h http.Header) {
 	lines := h.Values("Cookie")
 	if len(lines) == 0 {
@@ -89,18 +90,21 @@ func (o CookieOptions) StripCookie(h http.Header) {
 			continue
 		}
 		var parts []string
+		removed := false
 		for part := range strings.SplitSeq(line, ";") {
 			p := strings.TrimSpace(part)
-			if p == "" {
+			if n, _, _ := strings.Cut(p, "="); strings.TrimSpace(n) == name {
+				removed = true
 				continue
 			}
-			n, _, _ := strings.Cut(p, "=")
-			if strings.TrimSpace(n) == name {
-				continue
+			if p != "" {
+				parts = append(parts, p)
 			}
-			parts = append(parts, p)
 		}
-		if len(parts) > 0 {
+		switch {
+		case !removed:
+			kept = append(kept, line)
+		case len(parts) > 0:
 			kept = append(kept, strings.Join(parts, "; "))
 		}
 	}
