@@ -43,7 +43,7 @@ func TestAuthCodeURL(t *testing.T) {
 			mutate: func(o *Options) {
 				o.AuthParams = map[string]string{"prompt": "consent", "state": "evil", "code_challenge_method": "plain"}
 			},
-			base: op.srv.URL + "/authorize",
+			base: op.url + "/authorize",
 			want: url.Values{
 				"response_type":         {"code"},
 				"client_id":             {"client-1"},
@@ -119,7 +119,7 @@ func TestEndSessionURL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			raw := p.EndSessionURL(secretString(tt.hint), tt.redirect, tt.state)
 			base, query, _ := strings.Cut(raw, "?")
-			if want := op.srv.URL + "/logout"; base != want {
+			if want := op.url + "/logout"; base != want {
 				t.Errorf("EndSessionURL base = %q, want %q", base, want)
 			}
 			got, _ := url.ParseQuery(query)

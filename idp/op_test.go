@@ -78,8 +78,10 @@ func jwk(kid string, key crypto.Signer) map[string]any {
 // rotate, with a fetch counter), and token, revocation and userinfo
 // endpoints whose handlers the test sets.
 type testOP struct {
-	t   *testing.T
-	srv *httptest.Server
+	t *testing.T
+	// url is the issuer; client reaches it.
+	url    string
+	client *http.Client
 
 	mu sync.Mutex // guards the fields below
 	// doc is the discovery document; nil fields are filled with defaults.
@@ -96,19 +98,46 @@ type testOP struct {
 
 func newTestOP(t *testing.T) *testOP {
 	t.Helper()
+	op, mux := newTestOPHandler(t)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	op.url, op.client = srv.URL, srv.Client()
+	return op
+}
+
+// newTestOPInMemory is a testOP reached through an in-memory transport, for
+// testing/synctest bubbles (no network, so every wait is durable).
+func newTestOPInMemory(t *testing.T) *testOP {
+	t.Helper()
+	op, mux := newTestOPHandler(t)
+	op.url = "http://op.test"
+	op.client = &http.Client{Transport: handlerTransport{mux}}
+	return op
+}
+
+// handlerTransport serves requests with a handler, in memory.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
+}
+
+func newTestOPHandler(t *testing.T) (*testOP, *http.ServeMux) {
 	op := &testOP{t: t, jwksKIDs: []string{"rsa1", "ec1", "ed1"}, docStatus: http.StatusOK}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		op.discoveryFetches.Add(1)
 		op.mu.Lock()
 		doc := map[string]any{
-			"issuer":                                op.srv.URL,
-			"authorization_endpoint":                op.srv.URL + "/authorize",
-			"token_endpoint":                        op.srv.URL + "/token",
-			"jwks_uri":                              op.srv.URL + "/jwks",
-			"userinfo_endpoint":                     op.srv.URL + "/userinfo",
-			"revocation_endpoint":                   op.srv.URL + "/revoke",
-			"end_session_endpoint":                  op.srv.URL + "/logout",
+			"issuer":                                op.url,
+			"authorization_endpoint":                op.url + "/authorize",
+			"token_endpoint":                        op.url + "/token",
+			"jwks_uri":                              op.url + "/jwks",
+			"userinfo_endpoint":                     op.url + "/userinfo",
+			"revocation_endpoint":                   op.url + "/revoke",
+			"end_session_endpoint":                  op.url + "/logout",
 			"id_token_signing_alg_values_supported": []string{"RS256", "ES256", "EdDSA", "HS256", "none"},
 		}
 		for k, v := range op.doc {
@@ -147,9 +176,7 @@ func newTestOP(t *testing.T) *testOP {
 			fn(w, r)
 		})
 	}
-	op.srv = httptest.NewServer(mux)
-	t.Cleanup(op.srv.Close)
-	return op
+	return op, mux
 }
 
 func (op *testOP) set(f func(op *testOP)) {
@@ -162,7 +189,7 @@ func (op *testOP) set(f func(op *testOP)) {
 func (op *testOP) options() Options {
 	return Options{
 		Type:         TypeOIDC,
-		Issuer:       op.srv.URL,
+		Issuer:       op.url,
 		ClientID:     "client-1",
 		ClientSecret: "s3cret",
 		AuthMethod:   AuthMethodBasic,
@@ -170,7 +197,7 @@ func (op *testOP) options() Options {
 		RedirectURL:  "https://app.example/.auth/callback",
 		ClockSkew:    time.Minute,
 		Claims:       []string{"sub", "email", "name"},
-		HTTPClient:   op.srv.Client(),
+		HTTPClient:   op.client,
 		Now:          fixedNow,
 	}
 }
@@ -223,7 +250,7 @@ func sign(t *testing.T, kid string, claims jwt.MapClaims, header map[string]any)
 // idClaims are valid ID-token claims for op's client.
 func (op *testOP) idClaims() jwt.MapClaims {
 	return jwt.MapClaims{
-		"iss":   op.srv.URL,
+		"iss":   op.url,
 		"aud":   "client-1",
 		"sub":   "user-42",
 		"sid":   "sid-7",
@@ -237,7 +264,7 @@ func (op *testOP) idClaims() jwt.MapClaims {
 // logoutClaims are valid logout-token claims for op's client.
 func (op *testOP) logoutClaims(jti string) jwt.MapClaims {
 	return jwt.MapClaims{
-		"iss":    op.srv.URL,
+		"iss":    op.url,
 		"aud":    "client-1",
 		"sub":    "user-42",
 		"sid":    "sid-7",

@@ -87,7 +87,7 @@ func TestNewDiscovery(t *testing.T) {
 			})
 			o := op.options()
 			if tt.mutate != nil {
-				tt.mutate(&o, op.srv.URL)
+				tt.mutate(&o, op.url)
 			}
 			p, err := New(context.Background(), o)
 			if tt.wantErr != "" {
@@ -109,7 +109,7 @@ func TestNewDiscovery(t *testing.T) {
 			if err := p.Ready(context.Background()); err != nil {
 				t.Errorf("Ready() = %v, want nil", err)
 			}
-			tt.check(t, p, op.srv.URL)
+			tt.check(t, p, op.url)
 		})
 	}
 }
@@ -119,8 +119,8 @@ func TestNewOAuth2NeedsNoDiscovery(t *testing.T) {
 	p := op.provider(func(o *Options) {
 		o.Type = TypeOAuth2
 		o.Issuer = ""
-		o.AuthorizationEndpoint = op.srv.URL + "/authorize"
-		o.TokenEndpoint = op.srv.URL + "/token"
+		o.AuthorizationEndpoint = op.url + "/authorize"
+		o.TokenEndpoint = op.url + "/token"
 	})
 	if got := op.discoveryFetches.Load() + op.jwksFetches.Load(); got != 0 {
 		t.Errorf("discovery+JWKS fetches = %d, want 0", got)
@@ -132,7 +132,7 @@ func TestNewOAuth2NeedsNoDiscovery(t *testing.T) {
 		t.Errorf("VerifyLogoutToken without JWKS: error = nil, want one")
 	}
 
-	_, err := New(context.Background(), Options{Type: TypeOAuth2, ClientID: "c", TokenEndpoint: op.srv.URL + "/token"})
+	_, err := New(context.Background(), Options{Type: TypeOAuth2, ClientID: "c", TokenEndpoint: op.url + "/token"})
 	if err == nil || !strings.Contains(err.Error(), "no authorization endpoint") {
 		t.Errorf("New(oauth2 without authorization endpoint) error = %v, want no authorization endpoint", err)
 	}
@@ -140,7 +140,7 @@ func TestNewOAuth2NeedsNoDiscovery(t *testing.T) {
 
 func TestNewJWKSFailure(t *testing.T) {
 	op := newTestOP(t)
-	op.set(func(op *testOP) { op.doc = map[string]any{"jwks_uri": op.srv.URL + "/missing"} })
+	op.set(func(op *testOP) { op.doc = map[string]any{"jwks_uri": op.url + "/missing"} })
 	_, err := New(context.Background(), op.options())
 	if err == nil || !strings.Contains(err.Error(), "jwks") {
 		t.Fatalf("New() error = %v, want a jwks error", err)

@@ -165,9 +165,9 @@ func TestRefreshCustomTemplate(t *testing.T) {
 			p := op.provider(func(o *Options) {
 				*o = Options{
 					Type:          TypeCustom,
-					TokenEndpoint: op.srv.URL + "/token",
+					TokenEndpoint: op.url + "/token",
 					ClientSecret:  "unused", // custom requests carry no client auth
-					HTTPClient:    op.srv.Client(),
+					HTTPClient:    op.client,
 					Now:           fixedNow,
 					Custom:        CustomOptions{RefreshRequest: tt.tmpl, Mapping: ResponseMapping{AccessToken: "accessToken"}},
 				}

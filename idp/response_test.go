@@ -59,8 +59,8 @@ func TestRefreshErrors(t *testing.T) {
 			var p *Provider
 			if tt.custom {
 				p = customProvider(t, func(o *Options) {
-					o.TokenEndpoint = op.srv.URL + "/token"
-					o.HTTPClient = op.srv.Client()
+					o.TokenEndpoint = op.url + "/token"
+					o.HTTPClient = op.client
 					o.Custom.DeadErrorField = "code"
 					o.Custom.DeadErrorValues = []string{"ERROR_CODE_ACCESS_DENIED"}
 				})
