@@ -159,6 +159,17 @@ func startOnFreePort(bin, dir string, argv func(port int) ([]string, error)) (*S
 	return nil, lastErr
 }
 
+// FreePort returns a loopback TCP port that was free a moment ago, for a
+// second listener of a server (such as --tls-port).
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	port, err := freePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return port
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

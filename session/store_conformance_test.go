@@ -1,0 +1,713 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The store conformance suite: one set of behaviours every Backend must
+// have, run against MemoryStore here and against RedisStore (standalone and
+// Cluster) in redis_test.go.
+
+// confShortTTL is the ttl of items a test waits to see expire. On Redis it
+// is real time, so it is long enough that the writes a test makes right
+// after a create (a Touch, a second AddToIndex) land well before it.
+const confShortTTL = 400 * time.Millisecond
+
+// confExpiryGrace bounds how long after its ttl a real backend may take to
+// show an item as expired before the test fails.
+const confExpiryGrace = 10 * time.Second
+
+// confClockAdvancer is implemented by backends under test whose time is an
+// injected fake clock: the suite moves the clock instead of waiting.
+type confClockAdvancer interface {
+	advance(d time.Duration)
+}
+
+// confClock is a fake clock for MemoryStore.
+type confClock struct {
+	mu sync.Mutex // guards t
+	t  time.Time
+}
+
+func (c *confClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *confClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// memoryUnderTest is a MemoryStore on a fake clock the suite can move.
+type memoryUnderTest struct {
+	*MemoryStore
+	*confClock
+}
+
+func TestMemoryStoreConformance(t *testing.T) {
+	testBackend(t, func(t *testing.T) Backend {
+		clock := &confClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+		return memoryUnderTest{NewMemoryStore(clock.now), clock}
+	})
+}
+
+// afterExpiry lets d pass for b, then requires cond: a fake clock is moved
+// past d and cond must hold at once; on a real backend cond is polled until
+// it holds, failing the test when d+confExpiryGrace has passed.
+func afterExpiry(t *testing.T, b Backend, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if a, ok := b.(confClockAdvancer); ok {
+		a.advance(d + time.Millisecond)
+		if !cond() {
+			t.Fatalf("%s: not so after the clock moved %s", what, d)
+		}
+		return
+	}
+	deadline := time.Now().Add(d + confExpiryGrace)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not so %s after the ttl of %s", what, confExpiryGrace, d)
+		}
+		<-tick.C
+	}
+}
+
+// confID returns a fresh random session id.
+func confID(t *testing.T) [16]byte {
+	t.Helper()
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// confBlob is a record-sized binary blob holding every byte value,
+// including the ':' RedisStore uses as its version separator.
+func confBlob(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range min(n, 256) {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+// wantTTL checks that a reported ttl is what was set, allowing for the
+// time the test itself took.
+func wantTTL(t *testing.T, op string, got, set time.Duration) {
+	t.Helper()
+	if got <= 0 || got > set || got < set-10*time.Second {
+		t.Errorf("%s: TTL = %s, want in (%s, %s]", op, got, set-10*time.Second, set)
+	}
+}
+
+// race starts n goroutines at once, each running f(i), and returns their
+// errors and boolean results.
+func race[T any](n int, f func(i int) (T, error)) ([]T, []error) {
+	results := make([]T, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return results, errs
+}
+
+// testBackend runs the conformance suite. newBackend returns a backend
+// whose key space is the calling test's alone (an empty store or a fresh
+// key prefix).
+func testBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, b Backend)
+	}{
+		{"MissingKeys", confMissingKeys},
+		{"CreateGet", confCreateGet},
+		{"CreateTaken", confCreateTaken},
+		{"Update", confUpdate},
+		{"Touch", confTouch},
+		{"Delete", confDelete},
+		{"BadTTL", confBadTTL},
+		{"EntryExpires", confEntryExpires},
+		{"ConcurrentCreate", confConcurrentCreate},
+		{"ConcurrentUpdate", confConcurrentUpdate},
+		{"Lock", confLock},
+		{"ConcurrentLock", confConcurrentLock},
+		{"LockExpires", confLockExpires},
+		{"State", confState},
+		{"ConcurrentTakeState", confConcurrentTakeState},
+		{"StateExpires", confStateExpires},
+		{"Index", confIndex},
+		{"IndexTTLNeverShortened", confIndexTTL},
+		{"Ping", confPing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.run(t, newBackend(t))
+		})
+	}
+}
+
+func confMissingKeys(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := sessionKey(confID(t))
+	tests := []struct {
+		op   string
+		call func() error
+		want error
+	}{
+		{"Get", func() error { _, err := b.Get(ctx, key); return err }, ErrNotFound},
+		{"Update", func() error { _, err := b.Update(ctx, key, 1, []byte("x"), time.Hour); return err }, ErrNotFound},
+		{"Touch", func() error { return b.Touch(ctx, key, time.Hour) }, ErrNotFound},
+		{"Delete", func() error { return b.Delete(ctx, key) }, nil},
+		{"Unlock", func() error { return b.Unlock(ctx, lockKeyFor(key), "nobody") }, nil},
+		{"TakeState", func() error { _, err := b.TakeState(ctx, stateKey("missing")); return err }, ErrNotFound},
+		{"RemoveFromIndex", func() error { return b.RemoveFromIndex(ctx, sidIndexKey("iss", "missing"), "a") }, nil},
+		{"IndexMembers", func() error {
+			got, err := b.IndexMembers(ctx, sidIndexKey("iss", "missing"))
+			if len(got) != 0 {
+				return fmt.Errorf("members %q", got)
+			}
+			return err
+		}, nil},
+	}
+	for _, tt := range tests {
+		if err := tt.call(); !errors.Is(err, tt.want) {
+			t.Errorf("%s on a missing key: %v, want %v", tt.op, err, tt.want)
+		}
+	}
+}
+
+func confCreateGet(t *testing.T, b Backend) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"record-sized binary", confBlob(t, 1843)},
+		{"separator first", []byte(":1:2:")},
+		{"digits", []byte("12345")},
+		{"empty", []byte{}},
+	}
+	for _, tt := range tests {
+		key := sessionKey(confID(t))
+		in := slices.Clone(tt.data)
+		if err := b.Create(ctx, key, in, time.Hour); err != nil {
+			t.Fatalf("%s: Create: %v", tt.name, err)
+		}
+		clear(in) // the store must have kept its own copy
+		got, err := b.Get(ctx, key)
+		if err != nil {
+			t.Fatalf("%s: Get: %v", tt.name, err)
+		}
+		if !bytes.Equal(got.Data, tt.data) {
+			t.Errorf("%s: Get data = %q, want %q", tt.name, got.Data, tt.data)
+		}
+		if got.Version != 1 {
+			t.Errorf("%s: Get version = %d, want 1", tt.name, got.Version)
+		}
+		wantTTL(t, tt.name+": Get after Create", got.TTL, time.Hour)
+	}
+}
+
+func confCreateTaken(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := sessionKey(confID(t))
+	if err := b.Create(ctx, key, []byte("first"), time.Hour); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if err := b.Create(ctx, key, []byte("second"), 2*time.Hour); !errors.Is(err, ErrConflict) {
+		t.Errorf("second Create = %v, want ErrConflict", err)
+	}
+	got, err := b.Get(ctx, key)
+	if err != nil || string(got.Data) != "first" || got.Version != 1 {
+		t.Errorf("Get after refused Create = %q v%d, %v; want \"first\" v1", got.Data, got.Version, err)
+	}
+	wantTTL(t, "Get after refused Create", got.TTL, time.Hour)
+}
+
+func confUpdate(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := sessionKey(confID(t))
+	if err := b.Create(ctx, key, []byte("v1"), time.Hour); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	tests := []struct {
+		version     uint64
+		data        string
+		wantVersion uint64
+		wantErr     error
+	}{
+		{version: 1, data: "v2", wantVersion: 2},
+		{version: 1, data: "stale", wantErr: ErrConflict},
+		{version: 3, data: "future", wantErr: ErrConflict},
+		{version: 0, data: "zero", wantErr: ErrConflict},
+		{version: 2, data: "v3", wantVersion: 3},
+		{version: 3, data: "v4", wantVersion: 4},
+	}
+	want := "v1"
+	for _, tt := range tests {
+		got, err := b.Update(ctx, key, tt.version, []byte(tt.data), 2*time.Hour)
+		if got != tt.wantVersion || !errors.Is(err, tt.wantErr) {
+			t.Errorf("Update(version %d, %q) = %d, %v; want %d, %v", tt.version, tt.data, got, err, tt.wantVersion, tt.wantErr)
+		}
+		if tt.wantErr == nil {
+			want = tt.data
+		}
+		e, err := b.Get(ctx, key)
+		if err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+		if string(e.Data) != want {
+			t.Errorf("after Update(version %d, %q): data %q, want %q", tt.version, tt.data, e.Data, want)
+		}
+	}
+	e, err := b.Get(ctx, key)
+	if err != nil || e.Version != 4 {
+		t.Fatalf("final Get = v%d, %v; want v4", e.Version, err)
+	}
+	wantTTL(t, "Get after Update", e.TTL, 2*time.Hour)
+}
+
+func confTouch(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := sessionKey(confID(t))
+	if err := b.Create(ctx, key, []byte("data"), time.Hour); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	for _, ttl := range []time.Duration{3 * time.Hour, 30 * time.Minute} {
+		if err := b.Touch(ctx, key, ttl); err != nil {
+			t.Fatalf("Touch(%s): %v", ttl, err)
+		}
+		e, err := b.Get(ctx, key)
+		if err != nil || string(e.Data) != "data" || e.Version != 1 {
+			t.Fatalf("Get after Touch = %q v%d, %v; want \"data\" v1", e.Data, e.Version, err)
+		}
+		wantTTL(t, fmt.Sprintf("Get after Touch(%s)", ttl), e.TTL, ttl)
+	}
+}
+
+func confDelete(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key, other := sessionKey(confID(t)), sessionKey(confID(t))
+	for _, k := range []string{key, other} {
+		if err := b.Create(ctx, k, []byte("data"), time.Hour); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+	}
+	if err := b.Delete(ctx, key); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := b.Get(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
+	}
+	if err := b.Delete(ctx, key); err != nil {
+		t.Errorf("second Delete = %v, want nil", err)
+	}
+	if _, err := b.Get(ctx, other); err != nil {
+		t.Errorf("Get of another key after Delete = %v, want it intact", err)
+	}
+	// A deleted key can be created again, at version 1.
+	if err := b.Create(ctx, key, []byte("again"), time.Hour); err != nil {
+		t.Fatalf("Create after Delete: %v", err)
+	}
+	if e, err := b.Get(ctx, key); err != nil || e.Version != 1 || string(e.Data) != "again" {
+		t.Errorf("Get after re-Create = %q v%d, %v; want \"again\" v1", e.Data, e.Version, err)
+	}
+}
+
+func confBadTTL(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := sessionKey(confID(t))
+	if err := b.Create(ctx, key, []byte("data"), time.Hour); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		calls := []struct {
+			op  string
+			err error
+		}{
+			{"Create", b.Create(ctx, sessionKey(confID(t)), []byte("x"), ttl)},
+			{"Update", func() error { _, err := b.Update(ctx, key, 1, []byte("x"), ttl); return err }()},
+			{"Touch", b.Touch(ctx, key, ttl)},
+			{"TryLock", func() error { _, err := b.TryLock(ctx, lockKeyFor(key), "o", ttl); return err }()},
+			{"PutState", b.PutState(ctx, stateKey("s"), []byte("x"), ttl)},
+			{"AddToIndex", b.AddToIndex(ctx, sidIndexKey("iss", "sid"), key, ttl)},
+		}
+		for _, c := range calls {
+			if c.err == nil || errors.Is(c.err, ErrNotFound) || errors.Is(c.err, ErrConflict) {
+				t.Errorf("%s with ttl %s = %v, want an error", c.op, ttl, c.err)
+			}
+		}
+	}
+	// Nothing was changed by the refused calls.
+	if e, err := b.Get(ctx, key); err != nil || e.Version != 1 || string(e.Data) != "data" {
+		t.Errorf("Get = %q v%d, %v; want \"data\" v1", e.Data, e.Version, err)
+	}
+	if ok, err := b.TryLock(ctx, lockKeyFor(key), "o", time.Hour); !ok || err != nil {
+		t.Errorf("TryLock after refused TryLock = %v, %v; want true", ok, err)
+	}
+}
+
+func confEntryExpires(t *testing.T, b Backend) {
+	ctx := context.Background()
+	gone, touched, updated := sessionKey(confID(t)), sessionKey(confID(t)), sessionKey(confID(t))
+	for _, k := range []string{gone, touched, updated} {
+		if err := b.Create(ctx, k, []byte("data"), confShortTTL); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+	}
+	if err := b.Touch(ctx, touched, time.Hour); err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	if _, err := b.Update(ctx, updated, 1, []byte("new"), time.Hour); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	afterExpiry(t, b, confShortTTL, "entry expired", func() bool {
+		_, err := b.Get(ctx, gone)
+		return errors.Is(err, ErrNotFound)
+	})
+	for _, op := range []struct {
+		name string
+		err  error
+	}{
+		{"Touch", b.Touch(ctx, gone, time.Hour)},
+		{"Update", func() error { _, err := b.Update(ctx, gone, 1, []byte("x"), time.Hour); return err }()},
+	} {
+		if !errors.Is(op.err, ErrNotFound) {
+			t.Errorf("%s of an expired entry = %v, want ErrNotFound", op.name, op.err)
+		}
+	}
+	if err := b.Create(ctx, gone, []byte("again"), time.Hour); err != nil {
+		t.Errorf("Create over an expired entry = %v, want nil", err)
+	}
+	for _, k := range []string{touched, updated} {
+		if _, err := b.Get(ctx, k); err != nil {
+			t.Errorf("Get of an entry whose ttl was extended = %v, want it alive", err)
+		}
+	}
+}
+
+func confConcurrentCreate(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := sessionKey(confID(t))
+	_, errs := race(50, func(i int) (struct{}, error) {
+		return struct{}{}, b.Create(ctx, key, fmt.Appendf(nil, "creator %d", i), time.Hour)
+	})
+	winners, conflicts := 0, 0
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			winners++
+			winner = i
+		case errors.Is(err, ErrConflict):
+			conflicts++
+		default:
+			t.Errorf("Create %d: %v", i, err)
+		}
+	}
+	if winners != 1 || conflicts != 49 {
+		t.Fatalf("50 concurrent Creates: %d won, %d conflicts; want 1, 49", winners, conflicts)
+	}
+	e, err := b.Get(ctx, key)
+	if want := fmt.Sprintf("creator %d", winner); err != nil || string(e.Data) != want || e.Version != 1 {
+		t.Errorf("Get = %q v%d, %v; want %q v1", e.Data, e.Version, err, want)
+	}
+}
+
+func confConcurrentUpdate(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := sessionKey(confID(t))
+	if err := b.Create(ctx, key, []byte("v1"), time.Hour); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	versions, errs := race(50, func(i int) (uint64, error) {
+		return b.Update(ctx, key, 1, fmt.Appendf(nil, "writer %d", i), time.Hour)
+	})
+	winners, conflicts := 0, 0
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			winners++
+			winner = i
+			if versions[i] != 2 {
+				t.Errorf("winning Update returned version %d, want 2", versions[i])
+			}
+		case errors.Is(err, ErrConflict):
+			conflicts++
+		default:
+			t.Errorf("Update %d: %v", i, err)
+		}
+	}
+	if winners != 1 || conflicts != 49 {
+		t.Fatalf("50 concurrent Updates of version 1: %d won, %d conflicts; want 1, 49", winners, conflicts)
+	}
+	e, err := b.Get(ctx, key)
+	if want := fmt.Sprintf("writer %d", winner); err != nil || string(e.Data) != want || e.Version != 2 {
+		t.Errorf("Get = %q v%d, %v; want %q v2", e.Data, e.Version, err, want)
+	}
+}
+
+func confLock(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := lockKeyFor(sessionKey(confID(t)))
+	steps := []struct {
+		op    string // "lock" or "unlock"
+		owner string
+		want  bool // for lock: taken
+	}{
+		{"lock", "alice", true},
+		{"lock", "bob", false},
+		{"lock", "alice", false}, // not reentrant
+		{"unlock", "bob", false}, // not the owner: a no-op
+		{"lock", "bob", false},
+		{"unlock", "alice", false},
+		{"lock", "bob", true},
+		{"unlock", "alice", false}, // alice no longer owns it
+		{"lock", "carol", false},
+		{"unlock", "bob", false},
+		{"unlock", "bob", false}, // already free: a no-op
+		{"lock", "carol", true},
+	}
+	for i, s := range steps {
+		switch s.op {
+		case "lock":
+			got, err := b.TryLock(ctx, key, s.owner, time.Hour)
+			if err != nil || got != s.want {
+				t.Fatalf("step %d: TryLock(%s) = %v, %v; want %v", i, s.owner, got, err, s.want)
+			}
+		case "unlock":
+			if err := b.Unlock(ctx, key, s.owner); err != nil {
+				t.Fatalf("step %d: Unlock(%s) = %v", i, s.owner, err)
+			}
+		}
+	}
+}
+
+func confConcurrentLock(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := lockKeyFor(sessionKey(confID(t)))
+	got, errs := race(50, func(i int) (bool, error) {
+		return b.TryLock(ctx, key, fmt.Sprintf("owner-%d", i), time.Hour)
+	})
+	holders := 0
+	holder := -1
+	for i := range got {
+		if errs[i] != nil {
+			t.Errorf("TryLock %d: %v", i, errs[i])
+		}
+		if got[i] {
+			holders++
+			holder = i
+		}
+	}
+	if holders != 1 {
+		t.Fatalf("50 concurrent TryLocks: %d took the lock, want 1", holders)
+	}
+	// Everyone but the holder unlocking changes nothing.
+	for i := range 50 {
+		if i != holder {
+			if err := b.Unlock(ctx, key, fmt.Sprintf("owner-%d", i)); err != nil {
+				t.Fatalf("Unlock by non-owner %d: %v", i, err)
+			}
+		}
+	}
+	if ok, err := b.TryLock(ctx, key, "late", time.Hour); ok || err != nil {
+		t.Errorf("TryLock after non-owners unlocked = %v, %v; want false, nil", ok, err)
+	}
+}
+
+func confLockExpires(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := lockKeyFor(sessionKey(confID(t)))
+	if ok, err := b.TryLock(ctx, key, "ghost", confShortTTL); !ok || err != nil {
+		t.Fatalf("TryLock = %v, %v; want true", ok, err)
+	}
+	if ok, err := b.TryLock(ctx, key, "waiter", time.Hour); ok || err != nil {
+		t.Fatalf("TryLock while held = %v, %v; want false", ok, err)
+	}
+	afterExpiry(t, b, confShortTTL, "lock free after its ttl", func() bool {
+		ok, err := b.TryLock(ctx, key, "waiter", time.Hour)
+		if err != nil {
+			t.Fatalf("TryLock: %v", err)
+		}
+		return ok
+	})
+	// The ghost's late Unlock must not free the waiter's lock.
+	if err := b.Unlock(ctx, key, "ghost"); err != nil {
+		t.Fatalf("Unlock by the expired owner: %v", err)
+	}
+	if ok, err := b.TryLock(ctx, key, "third", time.Hour); ok || err != nil {
+		t.Errorf("TryLock after the expired owner's Unlock = %v, %v; want false", ok, err)
+	}
+}
+
+func confState(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := stateKey("state-" + fmt.Sprint(confID(t)))
+	data := confBlob(t, 300)
+	if err := b.PutState(ctx, key, []byte("old"), time.Hour); err != nil {
+		t.Fatalf("PutState: %v", err)
+	}
+	if err := b.PutState(ctx, key, data, time.Hour); err != nil {
+		t.Fatalf("PutState overwrite: %v", err)
+	}
+	got, err := b.TakeState(ctx, key)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("TakeState = %q, %v; want the overwritten data", got, err)
+	}
+	if got, err := b.TakeState(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second TakeState = %q, %v; want ErrNotFound", got, err)
+	}
+}
+
+func confConcurrentTakeState(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := stateKey("state-" + fmt.Sprint(confID(t)))
+	if err := b.PutState(ctx, key, []byte("once"), time.Hour); err != nil {
+		t.Fatalf("PutState: %v", err)
+	}
+	got, errs := race(50, func(int) ([]byte, error) { return b.TakeState(ctx, key) })
+	takers, misses := 0, 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			takers++
+			if string(got[i]) != "once" {
+				t.Errorf("TakeState %d = %q, want \"once\"", i, got[i])
+			}
+		case errors.Is(err, ErrNotFound):
+			misses++
+		default:
+			t.Errorf("TakeState %d: %v", i, err)
+		}
+	}
+	if takers != 1 || misses != 49 {
+		t.Errorf("50 concurrent TakeStates: %d took it, %d ErrNotFound; want 1, 49", takers, misses)
+	}
+}
+
+func confStateExpires(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := stateKey("state-" + fmt.Sprint(confID(t)))
+	control := sessionKey(confID(t))
+	if err := b.PutState(ctx, key, []byte("data"), confShortTTL); err != nil {
+		t.Fatalf("PutState: %v", err)
+	}
+	// TakeState consumes what it finds, so the test waits on an entry
+	// written after the state with the same ttl, and then takes the state.
+	if err := b.Create(ctx, control, []byte("control"), confShortTTL); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	afterExpiry(t, b, confShortTTL, "control entry expired", func() bool {
+		_, err := b.Get(ctx, control)
+		return errors.Is(err, ErrNotFound)
+	})
+	if got, err := b.TakeState(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("TakeState after its ttl = %q, %v; want ErrNotFound", got, err)
+	}
+}
+
+func confIndex(t *testing.T, b Backend) {
+	ctx := context.Background()
+	index := sidIndexKey("https://issuer.example", "sid-"+fmt.Sprint(confID(t)))
+	other := subIndexKey("https://issuer.example", "sub-"+fmt.Sprint(confID(t)))
+	steps := []struct {
+		add, remove []string
+		want        []string
+	}{
+		{add: []string{"c", "a", "b"}, want: []string{"a", "b", "c"}},
+		{add: []string{"a"}, want: []string{"a", "b", "c"}},
+		{remove: []string{"a", "c", "not-a-member"}, want: []string{"b"}},
+		{remove: []string{}, want: []string{"b"}},
+		{remove: []string{"b"}, want: nil},
+		{add: []string{"d"}, want: []string{"d"}},
+	}
+	for i, s := range steps {
+		for _, m := range s.add {
+			if err := b.AddToIndex(ctx, index, m, time.Hour); err != nil {
+				t.Fatalf("step %d: AddToIndex(%s): %v", i, m, err)
+			}
+		}
+		if s.remove != nil {
+			if err := b.RemoveFromIndex(ctx, index, s.remove...); err != nil {
+				t.Fatalf("step %d: RemoveFromIndex(%q): %v", i, s.remove, err)
+			}
+		}
+		got, err := b.IndexMembers(ctx, index)
+		if err != nil || !slices.Equal(got, s.want) {
+			t.Fatalf("step %d: IndexMembers = %q, %v; want %q", i, got, err, s.want)
+		}
+	}
+	if got, err := b.IndexMembers(ctx, other); err != nil || len(got) != 0 {
+		t.Errorf("IndexMembers of another index = %q, %v; want empty", got, err)
+	}
+}
+
+func confIndexTTL(t *testing.T, b Backend) {
+	ctx := context.Background()
+	id := fmt.Sprint(confID(t))
+	shortened := sidIndexKey("iss", "shortened-"+id) // long, then short
+	extended := sidIndexKey("iss", "extended-"+id)   // short, then long
+	control := sidIndexKey("iss", "control-"+id)     // short only
+	adds := []struct {
+		index, member string
+		ttl           time.Duration
+	}{
+		{shortened, "a", time.Hour},
+		{shortened, "b", confShortTTL},
+		{extended, "a", confShortTTL},
+		{extended, "b", time.Hour},
+		{control, "a", confShortTTL},
+	}
+	for _, a := range adds {
+		if err := b.AddToIndex(ctx, a.index, a.member, a.ttl); err != nil {
+			t.Fatalf("AddToIndex: %v", err)
+		}
+	}
+	afterExpiry(t, b, confShortTTL, "index with a short ttl expired", func() bool {
+		got, err := b.IndexMembers(ctx, control)
+		if err != nil {
+			t.Fatalf("IndexMembers: %v", err)
+		}
+		return len(got) == 0
+	})
+	for _, index := range []string{shortened, extended} {
+		got, err := b.IndexMembers(ctx, index)
+		if want := []string{"a", "b"}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("IndexMembers after the short ttl = %q, %v; want %q (a longer ttl was asked for)", got, err, want)
+		}
+	}
+}
+
+func confPing(t *testing.T, b Backend) {
+	if err := b.Ping(context.Background()); err != nil {
+		t.Errorf("Ping = %v, want nil", err)
+	}
+}
