@@ -78,7 +78,7 @@ func jwk(kid string, key crypto.Signer) map[string]any {
 // rotate, with a fetch counter), and token, revocation and userinfo
 // endpoints whose handlers the test sets.
 type testOP struct {
-	t *testing.T
+	t testing.TB
 	// url is the issuer; client reaches it.
 	url    string
 	client *http.Client
@@ -107,7 +107,7 @@ func newTestOP(t *testing.T) *testOP {
 
 // newTestOPInMemory is a testOP reached through an in-memory transport, for
 // testing/synctest bubbles (no network, so every wait is durable).
-func newTestOPInMemory(t *testing.T) *testOP {
+func newTestOPInMemory(t testing.TB) *testOP {
 	t.Helper()
 	op, mux := newTestOPHandler(t)
 	op.url = "http://op.test"
@@ -124,7 +124,7 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-func newTestOPHandler(t *testing.T) (*testOP, *http.ServeMux) {
+func newTestOPHandler(t testing.TB) (*testOP, *http.ServeMux) {
 	op := &testOP{t: t, jwksKIDs: []string{"rsa1", "ec1", "ed1"}, docStatus: http.StatusOK}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
@@ -219,7 +219,7 @@ func (op *testOP) provider(mutate func(*Options)) *Provider {
 
 // sign signs claims with the key kid and the algorithm that goes with it,
 // with extra header fields.
-func sign(t *testing.T, kid string, claims jwt.MapClaims, header map[string]any) string {
+func sign(t testing.TB, kid string, claims jwt.MapClaims, header map[string]any) string {
 	t.Helper()
 	key := testKeys()[kid]
 	var m jwt.SigningMethod

@@ -263,7 +263,7 @@ func (r *countingReader) Read(b []byte) (int, error) {
 
 // unsignedJWT is a JWT with claims and a junk signature: good enough for
 // unverified reads.
-func unsignedJWT(t *testing.T, claims jwt.MapClaims) string {
+func unsignedJWT(t testing.TB, claims jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("test key, not verified"))
 	if err != nil {
