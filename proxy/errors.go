@@ -23,6 +23,13 @@ var errCSRF = errors.New("proxy: cross-site request refused")
 // errBodyTooLarge marks a request body over the configured limit.
 var errBodyTooLarge = errors.New("proxy: request body too large")
 
+// errBadRequestBody marks a request body that could not be read.
+var errBadRequestBody = errors.New("proxy: request body unreadable")
+
+// errCaptureFailed marks a login answer that claims tokens tokenrelay could
+// not take out of it; it is refused rather than passed on with tokens.
+var errCaptureFailed = errors.New("proxy: token capture failed")
+
 // apiError is the JSON body of every error tokenrelay answers itself.
 type apiError struct {
 	Error   string `json:"error"`
@@ -59,6 +66,7 @@ type failure struct {
 func classify(ctx context.Context, err error) failure {
 	var unavailable *session.UnavailableError
 	var netErr net.Error
+	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, session.ErrNoSession):
 		return failure{Status: http.StatusUnauthorized, Code: "login_required", Message: "no session: log in first"}
@@ -70,10 +78,14 @@ func classify(ctx context.Context, err error) failure {
 		return failure{Status: http.StatusServiceUnavailable, Code: "store_unavailable", Message: "the session store is unreachable", RetryAfter: time.Second}
 	case errors.Is(err, errCSRF):
 		return failure{Status: http.StatusForbidden, Code: "csrf", Message: "cross-site request refused: send it from the app's own origin with the CSRF header"}
-	case errors.Is(err, errBodyTooLarge):
+	case errors.Is(err, errBodyTooLarge), errors.As(err, &tooLarge):
 		return failure{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "request body too large"}
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, errBadRequestBody)):
 		return failure{Status: StatusClientClosedRequest, Code: "client_closed_request", Message: "client went away", Quiet: true}
+	case errors.Is(err, errBadRequestBody):
+		return failure{Status: http.StatusBadRequest, Code: "bad_request", Message: "the request body could not be read"}
+	case errors.Is(err, errCaptureFailed):
+		return failure{Status: http.StatusBadGateway, Code: "token_capture_failed", Message: "the login answer could not be turned into a session"}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return failure{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Message: "the upstream did not answer in time"}
 	default:
