@@ -140,3 +140,32 @@ func TestReplayCache(t *testing.T) {
 		}
 	}
 }
+
+// One logout token delivered many times at once is accepted exactly once.
+func TestVerifyLogoutTokenConcurrentReplay(t *testing.T) {
+	op := newTestOP(t)
+	p := op.provider(nil)
+	raw := sign(t, "rsa1", op.logoutClaims("jti-race"), map[string]any{"typ": "logout+jwt"})
+	const n = 16
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := p.VerifyLogoutToken(context.Background(), raw)
+			errs <- err
+		}()
+	}
+	accepted, replays := 0, 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			accepted++
+		case errors.Is(err, ErrReplayedLogoutToken):
+			replays++
+		default:
+			t.Errorf("VerifyLogoutToken() = %v", err)
+		}
+	}
+	if accepted != 1 || replays != n-1 {
+		t.Errorf("accepted, replays = %d, %d; want 1, %d", accepted, replays, n-1)
+	}
+}

@@ -5,6 +5,28 @@
 // JWKS, and reading token responses (including captured login answers).
 //
 // A Provider is built once by New and is safe for concurrent use.
+//
+// Decisions worth knowing:
+//
+//   - New does the network work up front (discovery, first JWKS fetch) and
+//     fails rather than retrying; cmd retries with backoff while /readyz
+//     fails. After New, keys refresh in the background and on unknown kids.
+//   - The client authentication method is used exactly as configured and
+//     a refused request is never retried with another (x/oauth2's
+//     auto-detection does, which doubles failed calls and hides a
+//     misconfiguration).
+//   - ID and logout tokens must use an asymmetric algorithm announced by
+//     discovery (RS256 when it announces none); alg none and HS* never
+//     pass, whatever the provider claims to support.
+//   - Lifetimes come from expires_in, then the access token's JWT exp read
+//     without verification (it only schedules the next refresh), then
+//     Options.AccessTokenLifetime.
+//   - A custom refresh request is sent exactly as its template says: no
+//     client authentication and no TokenParams are added.
+//   - The logout-token jti replay cache is in memory and per replica.
+//   - Every error that can reach a log is free of tokens, codes and
+//     secrets; request URLs are dropped from transport errors because a
+//     custom GET refresh request carries the refresh token in its query.
 package idp
 
 import (
