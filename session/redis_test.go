@@ -201,35 +201,52 @@ func TestRedisStoreForeignValue(t *testing.T) {
 	}
 }
 
-// TestRedisEntryMemoryUsage measures what one session costs in Redis.
+// TestRedisEntryMemoryUsage measures what one session costs in Redis
+// (MEMORY USAGE: key, value, object header and dict entry).
 func TestRedisEntryMemoryUsage(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Shared(t)
 	c := newTestRedisClient(t, RedisClientOptions{URL: "redis://" + srv.Addr})
 	s := NewRedisStore(c, RedisStoreOptions{}) // the real key length
+
+	// A realistic record (800-byte access token, 900-byte ID token,
+	// claims), sealed as the manager seals it.
+	tk, err := NewTicket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := mustSealer(t, testSecret).sealRecord(tk, sessionKey(tk.ID), realisticRecord(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// jemalloc rounds the value up to its size class (1792, then 2048
+	// bytes); key, object header and dict entry add about 100 bytes.
+	const overhead = 320
 	tests := []struct {
 		name     string
-		blob     int
+		blob     []byte
 		maxUsage int64
 	}{
-		// jemalloc rounds the value up to its size class (1792, then
-		// 2048 bytes); key, object header and dict entry add about 100.
-		{"1.7 KiB record", 1741, 2048},
-		{"1.75 KiB record", 1780, 2048},
-		{"1.8 KiB record", 1843, 2048 + 128},
+		{"realistic sealed record", sealed, 2048},
+		{"1.7 KiB sealed blob", confBlob(t, 1741), 2048},
+		{"1.75 KiB sealed blob", confBlob(t, 1780), 2048},
+		{"1.8 KiB sealed blob", confBlob(t, 1843), 1843 + overhead},
 	}
 	for _, tt := range tests {
-		id := confID(t)
-		key := sessionKey(id)
+		key := sessionKey(confID(t))
 		t.Cleanup(func() { _ = s.Delete(ctx, key) })
-		if err := s.Create(ctx, key, confBlob(t, tt.blob), 24*time.Hour); err != nil {
+		if err := s.Create(ctx, key, tt.blob, 24*time.Hour); err != nil {
 			t.Fatalf("Create: %v", err)
+		}
+		if _, err := s.Update(ctx, key, 1, tt.blob, 24*time.Hour); err != nil {
+			t.Fatalf("Update: %v", err)
 		}
 		got, err := c.MemoryUsage(ctx, s.key(key), 0).Result()
 		if err != nil {
 			t.Fatalf("MEMORY USAGE: %v", err)
 		}
-		t.Logf("MEMORY USAGE of a session entry with a %d-byte sealed record (key %d bytes): %d bytes", tt.blob, len(s.key(key)), got)
+		t.Logf("MEMORY USAGE, %s of %d bytes (key %d bytes): %d bytes", tt.name, len(tt.blob), len(s.key(key)), got)
 		if got > tt.maxUsage {
 			t.Errorf("%s: MEMORY USAGE = %d bytes, want ≤ %d", tt.name, got, tt.maxUsage)
 		}
