@@ -65,6 +65,10 @@ type ACMEConfig struct {
 	CARootFile string `yaml:"ca_root_file"`
 	// Storage is the folder where certificates and account keys live.
 	Storage string `yaml:"storage"`
+	// Challenges are the ACME challenge types to solve: http-01 (answered
+	// on tls.http_listen) and tls-alpn-01 (answered on listen). Default
+	// both.
+	Challenges []string `yaml:"challenges"`
 }
 
 // ProviderConfig describes the identity provider.

@@ -34,6 +34,9 @@ func (c *Config) SetDefaults() {
 	setString(&c.TLS.Mode, "none")
 	setString(&c.TLS.HTTPListen, ":80")
 	setString(&c.TLS.ACME.CA, LetsEncryptCA)
+	if len(c.TLS.ACME.Challenges) == 0 {
+		c.TLS.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
+	}
 
 	c.Provider.setDefaults()
 	c.Session.setDefaults()

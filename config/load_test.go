@@ -79,7 +79,7 @@ func TestLoadDefaults(t *testing.T) {
 		Log:           LogConfig{Level: "info", Format: "json"},
 		TLS: TLSConfig{
 			Mode:       "none",
-			ACME:       ACMEConfig{CA: "https://acme-v02.api.letsencrypt.org/directory"},
+			ACME:       ACMEConfig{CA: "https://acme-v02.api.letsencrypt.org/directory", Challenges: []string{"http-01", "tls-alpn-01"}},
 			HTTPListen: ":80",
 		},
 		Provider: ProviderConfig{

@@ -105,6 +105,11 @@ func (v *validator) tls(t *TLSConfig) {
 		if u, err := url.Parse(a.CA); err != nil || !secureURL(u) {
 			v.add("tls.acme.ca", "must be an https URL (http allowed only for loopback)")
 		}
+		for i, ch := range a.Challenges {
+			if !slices.Contains([]string{"http-01", "tls-alpn-01"}, ch) || slices.Index(a.Challenges, ch) != i {
+				v.add(fmt.Sprintf("tls.acme.challenges[%d]", i), "must be http-01 or tls-alpn-01, each at most once (got %q)", ch)
+			}
+		}
 		if a.Email != "" && !strings.Contains(a.Email, "@") {
 			v.add("tls.acme.email", "must be an email address")
 		}

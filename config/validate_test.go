@@ -228,6 +228,7 @@ func TestValidateProblems(t *testing.T) {
 			c.TLS.ACME = ACMEConfig{
 				Domains: []string{"app.example.com", "127.0.0.1", "*.example.com", "https://x.example", "a..b"},
 				Email:   "nobody", CA: "http://ca.example/dir", Storage: "/var/lib/tokenrelay",
+				Challenges: []string{"tls-alpn-01", "dns-01", "tls-alpn-01"},
 			}
 			c.TLS.HTTPListen = "80"
 		}, []string{
@@ -235,6 +236,8 @@ func TestValidateProblems(t *testing.T) {
 			"tls.acme.domains[3]: must be a host name or IP address, without scheme or port",
 			"tls.acme.domains[4]: must be a host name or IP address, without scheme or port",
 			"tls.acme.ca: must be an https URL (http allowed only for loopback)",
+			`tls.acme.challenges[1]: must be http-01 or tls-alpn-01, each at most once (got "dns-01")`,
+			`tls.acme.challenges[2]: must be http-01 or tls-alpn-01, each at most once (got "tls-alpn-01")`,
 			"tls.acme.email: must be an email address",
 			`tls.http_listen: must be host:port or :port (got "80")`,
 		}},
