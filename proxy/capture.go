@@ -45,8 +45,11 @@ func captureSet(routes []CaptureRoute) (map[captureKey]struct{}, error) {
 }
 
 // modifyResponse is the ReverseProxy's ModifyResponse: it captures tokens
-// from the answers of capture routes and leaves every other answer alone.
+// from the answers of capture routes and leaves every other answer alone,
+// except that the upstream's X-Request-Id (often an echo of ours) is
+// dropped so the client sees exactly one.
 func (h *Handler) modifyResponse(res *http.Response) error {
+	res.Header.Del(requestIDHeader)
 	st := stateFrom(res.Request.Context())
 	if st == nil || !st.capture {
 		return nil

@@ -183,6 +183,7 @@ func New(o Options) (*Handler, error) {
 
 	transport := &retryTransport{next: o.Transport, sessions: o.Sessions}
 	errorLog := slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)
+	buffers := &bufferPool{}
 	names := make(map[string]bool, len(o.Routes))
 	paths := make(map[string]bool, len(o.Routes))
 	routes := make([]*route, 0, len(o.Routes))
@@ -199,6 +200,7 @@ func New(o Options) (*Handler, error) {
 			Rewrite:        h.rewrite(rt),
 			Transport:      transport,
 			FlushInterval:  o.FlushInterval,
+			BufferPool:     buffers,
 			ErrorLog:       errorLog,
 			ErrorHandler:   h.proxyError,
 			ModifyResponse: h.modifyResponse,

@@ -184,6 +184,18 @@ func TestRequestID(t *testing.T) {
 			t.Errorf("upstream id = %q, want %q", up, got)
 		}
 	}
+	// An upstream that echoes the id does not make it appear twice.
+	echo := newPxUpstream(t, "echo", func(w http.ResponseWriter, r *http.Request, body []byte) {
+		w.Header().Set(requestIDHeader, r.Header.Get(requestIDHeader))
+		w.Header().Add(requestIDHeader, "upstream-own")
+	})
+	e2 := newPxEnv(t, Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: echo.url(), Auth: AuthNone}}})
+	r := e2.req(t, http.MethodGet, "/", nil)
+	r.Header.Set(requestIDHeader, "abc")
+	if res, _ := e2.do(t, r); !slices.Equal(res.Header.Values(requestIDHeader), []string{"abc"}) {
+		t.Errorf("X-Request-Id values = %q, want [abc]", res.Header.Values(requestIDHeader))
+	}
+
 	// Errors answered by tokenrelay itself carry one too.
 	res, _ := e.do(t, e.req(t, http.MethodGet, "/a/../b", nil))
 	if res.Header.Get(requestIDHeader) == "" {
