@@ -40,24 +40,27 @@ func (c *manualClock) Advance(d time.Duration) {
 }
 
 // singleUseIdP is a token endpoint whose refresh tokens work once, like a
-// provider with refresh token rotation. It counts every call and every reuse
-// of a refresh token. Safe for concurrent use.
+// provider with refresh token rotation. It counts every call, and every
+// presentation of a refresh token it already exchanged (a reuse: what the
+// engine must never do). A call answered by the before hook spends nothing.
+// Safe for concurrent use.
 type singleUseIdP struct {
 	now  func() time.Time
 	life time.Duration
 
-	mu        sync.Mutex
-	live      map[secret.String]bool
-	presented map[secret.String]int
-	calls     int
-	issued    int
+	mu     sync.Mutex
+	live   map[secret.String]bool
+	spent  map[secret.String]bool
+	reused int
+	calls  int
+	issued int
 	// before, when set, runs first on every call (outside mu); a non-nil
 	// token or error it returns is the answer.
 	before func(ctx context.Context, rt secret.String) (*idp.Token, error)
 }
 
 func newSingleUseIdP(now func() time.Time, life time.Duration) *singleUseIdP {
-	return &singleUseIdP{now: now, life: life, live: map[secret.String]bool{}, presented: map[secret.String]int{}}
+	return &singleUseIdP{now: now, life: life, live: map[secret.String]bool{}, spent: map[secret.String]bool{}}
 }
 
 // grant issues a first token pair, as a login would.
@@ -78,7 +81,9 @@ func (p *singleUseIdP) issueLocked() (at, rt secret.String, exp time.Time) {
 func (p *singleUseIdP) Refresh(ctx context.Context, rt secret.String) (*idp.Token, error) {
 	p.mu.Lock()
 	p.calls++
-	p.presented[rt]++
+	if p.spent[rt] {
+		p.reused++
+	}
 	before := p.before
 	p.mu.Unlock()
 	if before != nil {
@@ -92,6 +97,7 @@ func (p *singleUseIdP) Refresh(ctx context.Context, rt secret.String) (*idp.Toke
 		return nil, &idp.TokenError{Code: "invalid_grant", Status: 400, Dead: true}
 	}
 	delete(p.live, rt)
+	p.spent[rt] = true
 	at, nrt, exp := p.issueLocked()
 	return &idp.Token{AccessToken: at, RefreshToken: nrt, TokenType: "Bearer", Expiry: exp}, nil
 }
@@ -99,10 +105,7 @@ func (p *singleUseIdP) Refresh(ctx context.Context, rt secret.String) (*idp.Toke
 func (p *singleUseIdP) stats() (calls, reused int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, n := range p.presented {
-		reused += n - 1
-	}
-	return p.calls, reused
+	return p.calls, p.reused
 }
 
 // faultyBackend wraps a Backend, counts calls per operation, and fails the
