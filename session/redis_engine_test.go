@@ -116,10 +116,10 @@ type engineCall struct {
 	err error
 }
 
-// storm runs callers goroutines per replica at once; each asks every
+// engineStorm runs callers goroutines per replica at once; each asks every
 // session for an access token (starting at a different session) and the
 // results are indexed [replica][caller][session].
-func storm(replicas []engineReplica, callers int, tickets []Ticket) [][][]engineCall {
+func engineStorm(replicas []engineReplica, callers int, tickets []Ticket) [][][]engineCall {
 	out := make([][][]engineCall, len(replicas))
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -181,7 +181,7 @@ func TestRedisEngineRefreshStorm(t *testing.T) {
 	for cycle := 1; cycle <= cycles; cycle++ {
 		clock.Advance(life + time.Minute) // every access token has expired
 		start := time.Now()
-		results := storm(replicas, callers, tickets)
+		results := engineStorm(replicas, callers, tickets)
 		t.Logf("cycle %d: %d AccessToken calls in %s", cycle, nReplicas*callers*sessions, time.Since(start).Round(time.Millisecond))
 
 		failures := 0
@@ -289,7 +289,7 @@ func TestRedisEngineLockHolderDies(t *testing.T) {
 		return nil, nil
 	}
 
-	results := storm(replicas, callers, []Ticket{tk})
+	results := engineStorm(replicas, callers, []Ticket{tk})
 
 	calls, reused := provider.stats()
 	if calls != 1 || reused != 0 {

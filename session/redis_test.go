@@ -1,6 +1,8 @@
 package session
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -137,6 +140,28 @@ func TestRedisStoreLayout(t *testing.T) {
 		}
 		if got, err := raw.Get(ctx, tt.wantPrefix+lockKey(id)).Result(); err != nil || got != "owner-1" {
 			t.Errorf("%s: GET lock = %q, %v; want \"owner-1\"", tt.name, got, err)
+		}
+	}
+}
+
+func TestNewRedisStoreWarnsOfBracesInPrefix(t *testing.T) {
+	tests := []struct {
+		prefix   string
+		wantWarn bool
+	}{
+		{"", false},
+		{"app:", false},
+		{"app{1}:", true},
+		{"app{", true},
+	}
+	for _, tt := range tests {
+		var buf bytes.Buffer
+		s := NewRedisStore(nil, RedisStoreOptions{KeyPrefix: tt.prefix, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		if got := strings.Contains(buf.String(), "level=WARN"); got != tt.wantWarn {
+			t.Errorf("NewRedisStore(KeyPrefix %q) warned %v, want %v (log %q)", tt.prefix, got, tt.wantWarn, buf.String())
+		}
+		if want := cmp.Or(tt.prefix, DefaultRedisKeyPrefix) + "s:{x}"; s.key("s:{x}") != want {
+			t.Errorf("key = %q, want %q", s.key("s:{x}"), want)
 		}
 	}
 }
@@ -318,7 +343,7 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 	srv.Restart(t)
 	start := time.Now()
 	var got Entry
-	waitUntil(t, 15*time.Second, "session readable after restart", func() (err error) {
+	redisWaitUntil(t, 15*time.Second, "session readable after restart", func() (err error) {
 		got, err = s.Get(ctx, key)
 		return err
 	})
@@ -334,9 +359,9 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 	}
 }
 
-// waitUntil polls f until it returns nil, failing the test with f's last
+// redisWaitUntil polls f until it returns nil, failing the test with f's last
 // error after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, what string, f func() error) {
+func redisWaitUntil(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -387,7 +412,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	set.Master.Stop(t) // from now on only the new master can answer
 
 	newKey := sessionKey(confID(t))
-	waitUntil(t, 30*time.Second, "writes through the failover client", func() error {
+	redisWaitUntil(t, 30*time.Second, "writes through the failover client", func() error {
 		return s.Create(ctx, newKey, []byte("after failover"), time.Hour)
 	})
 	t.Logf("writes succeeded again %s after SENTINEL FAILOVER", time.Since(start).Round(time.Millisecond))
@@ -411,7 +436,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 }
 
 func TestRedisClientOptions(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := newRedisTestPKI(t)
 	tests := []struct {
 		name         string
 		opts         RedisClientOptions
@@ -556,7 +581,7 @@ func TestRedisClientOptions(t *testing.T) {
 // TestRedisClientTLS runs a store over TLS with a client certificate
 // against a redis-server that demands one.
 func TestRedisClientTLS(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := newRedisTestPKI(t)
 	tlsPort := redistest.FreePort(t)
 	srv := redistest.Start(t, redistest.Options{Args: []string{
 		"--tls-port", strconv.Itoa(tlsPort),
@@ -600,12 +625,12 @@ func TestRedisClientTLS(t *testing.T) {
 	}
 }
 
-// testPKI is a CA and the certificates it signed, as PEM files.
-type testPKI struct {
+// redisTestPKI is a CA and the certificates it signed, as PEM files.
+type redisTestPKI struct {
 	ca, serverCert, serverKey, clientCert, clientKey string
 }
 
-func newTestPKI(t *testing.T) testPKI {
+func newRedisTestPKI(t *testing.T) redisTestPKI {
 	t.Helper()
 	dir := t.TempDir()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -629,8 +654,8 @@ func newTestPKI(t *testing.T) testPKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := testPKI{ca: filepath.Join(dir, "ca.pem")}
-	writePEM(t, p.ca, "CERTIFICATE", caDER)
+	p := redisTestPKI{ca: filepath.Join(dir, "ca.pem")}
+	writeRedisTestPEM(t, p.ca, "CERTIFICATE", caDER)
 
 	issue := func(name string, serial int64, usage x509.ExtKeyUsage, ips []net.IP) (certFile, keyFile string) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -656,8 +681,8 @@ func newTestPKI(t *testing.T) testPKI {
 			t.Fatal(err)
 		}
 		certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-		writePEM(t, certFile, "CERTIFICATE", der)
-		writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+		writeRedisTestPEM(t, certFile, "CERTIFICATE", der)
+		writeRedisTestPEM(t, keyFile, "PRIVATE KEY", keyDER)
 		return certFile, keyFile
 	}
 	p.serverCert, p.serverKey = issue("redis.test", 2, x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
@@ -665,9 +690,22 @@ func newTestPKI(t *testing.T) testPKI {
 	return p
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
+func writeRedisTestPEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// redisTopology names what NewRedisClient builds for opts, for logs and
+// tests: "standalone", "sentinel" or "cluster".
+func redisTopology(uo *redis.UniversalOptions) string {
+	switch {
+	case uo.MasterName != "":
+		return "sentinel"
+	case uo.IsClusterMode || len(uo.Addrs) > 1:
+		return "cluster"
+	default:
+		return "standalone"
 	}
 }

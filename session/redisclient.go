@@ -264,16 +264,3 @@ func redisTimeout(d, def time.Duration) time.Duration {
 	}
 	return d
 }
-
-// redisTopology names what NewRedisClient builds for opts, for logs and
-// tests: "standalone", "sentinel" or "cluster".
-func redisTopology(uo *redis.UniversalOptions) string {
-	switch {
-	case uo.MasterName != "":
-		return "sentinel"
-	case uo.IsClusterMode || len(uo.Addrs) > 1:
-		return "cluster"
-	default:
-		return "standalone"
-	}
-}

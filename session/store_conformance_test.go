@@ -118,9 +118,9 @@ func wantTTL(t *testing.T, op string, got, set time.Duration) {
 	}
 }
 
-// race starts n goroutines at once, each running f(i), and returns their
+// confRace starts n goroutines at once, each running f(i), and returns their
 // errors and boolean results.
-func race[T any](n int, f func(i int) (T, error)) ([]T, []error) {
+func confRace[T any](n int, f func(i int) (T, error)) ([]T, []error) {
 	results := make([]T, n)
 	errs := make([]error, n)
 	start := make(chan struct{})
@@ -415,7 +415,7 @@ func confEntryExpires(t *testing.T, b Backend) {
 func confConcurrentCreate(t *testing.T, b Backend) {
 	ctx := context.Background()
 	key := sessionKey(confID(t))
-	_, errs := race(50, func(i int) (struct{}, error) {
+	_, errs := confRace(50, func(i int) (struct{}, error) {
 		return struct{}{}, b.Create(ctx, key, fmt.Appendf(nil, "creator %d", i), time.Hour)
 	})
 	winners, conflicts := 0, 0
@@ -446,7 +446,7 @@ func confConcurrentUpdate(t *testing.T, b Backend) {
 	if err := b.Create(ctx, key, []byte("v1"), time.Hour); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	versions, errs := race(50, func(i int) (uint64, error) {
+	versions, errs := confRace(50, func(i int) (uint64, error) {
 		return b.Update(ctx, key, 1, fmt.Appendf(nil, "writer %d", i), time.Hour)
 	})
 	winners, conflicts := 0, 0
@@ -513,7 +513,7 @@ func confLock(t *testing.T, b Backend) {
 func confConcurrentLock(t *testing.T, b Backend) {
 	ctx := context.Background()
 	key := lockKeyFor(sessionKey(confID(t)))
-	got, errs := race(50, func(i int) (bool, error) {
+	got, errs := confRace(50, func(i int) (bool, error) {
 		return b.TryLock(ctx, key, fmt.Sprintf("owner-%d", i), time.Hour)
 	})
 	holders := 0
@@ -593,7 +593,7 @@ func confConcurrentTakeState(t *testing.T, b Backend) {
 	if err := b.PutState(ctx, key, []byte("once"), time.Hour); err != nil {
 		t.Fatalf("PutState: %v", err)
 	}
-	got, errs := race(50, func(int) ([]byte, error) { return b.TakeState(ctx, key) })
+	got, errs := confRace(50, func(int) ([]byte, error) { return b.TakeState(ctx, key) })
 	takers, misses := 0, 0
 	for i, err := range errs {
 		switch {
