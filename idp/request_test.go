@@ -3,7 +3,6 @@ package idp
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -295,14 +294,4 @@ func customProvider(t *testing.T, mutate func(*Options)) *Provider {
 	}
 	t.Cleanup(p.Close)
 	return p
-}
-
-// mustJSON marshals v.
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
