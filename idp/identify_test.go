@@ -197,6 +197,15 @@ func TestJWKSCooldownEndsAndPeriodicRefresh(t *testing.T) {
 		check("after the cool-down", 3)
 		time.Sleep(time.Hour - time.Minute + time.Second)
 		check("periodic refresh", 4)
+		if err := p.Ready(context.Background()); err != nil {
+			t.Errorf("Ready() = %v, want nil", err)
+		}
+		op.set(func(op *testOP) { op.jwksKIDs = nil })
+		time.Sleep(time.Hour)
+		check("periodic refresh to an empty set", 5)
+		if err := p.Ready(context.Background()); err == nil {
+			t.Errorf("Ready() with no keys = nil, want an error")
+		}
 		p.Close()
 	})
 }

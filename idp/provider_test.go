@@ -166,3 +166,15 @@ func TestCloseMakesNotReady(t *testing.T) {
 		t.Errorf("Ready() after Close = nil, want an error")
 	}
 }
+
+func TestNewCancelled(t *testing.T) {
+	op := newTestOP(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := New(ctx, op.options()); err == nil {
+		t.Fatalf("New(cancelled ctx) error = nil, want one")
+	}
+	if got := op.discoveryFetches.Load() + op.jwksFetches.Load(); got != 0 {
+		t.Errorf("fetches = %d, want 0", got)
+	}
+}
