@@ -2,6 +2,35 @@
 // injects access tokens, tokenrelay's own endpoints (login, callback,
 // session, logout, back-channel logout), CSRF defence, token capture, the
 // one mapping of errors to statuses, metrics and access logs.
+//
+// Decisions of the request path worth knowing:
+//
+//   - Routing is by longest path prefix, segment-aware, on the decoded path.
+//     A path with "." or ".." segments is refused (400) rather than routed,
+//     so "/public/../api/x" cannot reach the API's route under the public
+//     route's rules. Only configured upstreams are reachable.
+//   - The outbound request is built in ReverseProxy.Rewrite, which runs after
+//     hop-by-hop headers are removed: a client's "Connection: Authorization"
+//     cannot delete the injected token. On session routes a client's own
+//     Authorization is always replaced; on auth-none routes it passes
+//     untouched. tokenrelay's cookie is removed on every route.
+//   - No session on a required route: a top-level navigation is redirected
+//     to login, anything else gets 401 JSON; an ended session also clears
+//     the cookie. On optional routes a missing, tampered or ended session
+//     means "proxy without a token"; an unreachable store is still a 503.
+//   - CSRF: unsafe methods on session routes pass the origin check and,
+//     per route, the CSRF header. Capture routes (login forms of custom
+//     backends) need only the origin check, which still stops a cross-site
+//     login. WebSocket handshakes on session routes get the origin check
+//     too, since browsers send them cross-site as GET.
+//   - Retry on 401 re-sends once with the token the session manager hands
+//     out when told the old one was rejected; bodies up to MaxRetryBody are
+//     buffered to make that possible, larger ones stream and are not
+//     retried. A dead session found then answers 401 session_expired; a
+//     transient refresh failure hands on the upstream's 401.
+//   - Token capture refuses (502 token_capture_failed) an answer it cannot
+//     clean of tokens, rather than pass tokens to the browser.
+//   - A client that goes away is recorded as 499 and not logged as an error.
 package proxy
 
 import (

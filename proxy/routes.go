@@ -37,6 +37,20 @@ func (m AuthMode) String() string {
 	return fmt.Sprintf("AuthMode(%d)", int(m))
 }
 
+// ParseAuthMode reads a configuration value: "required" (or ""),
+// "optional" or "none".
+func ParseAuthMode(s string) (AuthMode, error) {
+	switch s {
+	case "", "required":
+		return AuthRequired, nil
+	case "optional":
+		return AuthOptional, nil
+	case "none":
+		return AuthNone, nil
+	}
+	return 0, fmt.Errorf("proxy: unknown auth mode %q (want required, optional or none)", s)
+}
+
 // UnauthMode says how a request without a session is answered on an
 // AuthRequired route.
 type UnauthMode int
@@ -61,6 +75,20 @@ func (m UnauthMode) String() string {
 		return "status"
 	}
 	return fmt.Sprintf("UnauthMode(%d)", int(m))
+}
+
+// ParseUnauthMode reads a configuration value: "auto" (or ""), "redirect"
+// or "status".
+func ParseUnauthMode(s string) (UnauthMode, error) {
+	switch s {
+	case "", "auto":
+		return UnauthAuto, nil
+	case "redirect":
+		return UnauthRedirect, nil
+	case "status":
+		return UnauthStatus, nil
+	}
+	return 0, fmt.Errorf("proxy: unknown on_unauthenticated mode %q (want auto, redirect or status)", s)
 }
 
 // Route maps a path prefix to an upstream.

@@ -225,3 +225,32 @@ func TestNewRejectsBadRoutes(t *testing.T) {
 		t.Error("New without Sessions: no error")
 	}
 }
+
+func TestParseModes(t *testing.T) {
+	auth := map[string]AuthMode{"": AuthRequired, "required": AuthRequired, "optional": AuthOptional, "none": AuthNone}
+	for in, want := range auth {
+		if got, err := ParseAuthMode(in); err != nil || got != want {
+			t.Errorf("ParseAuthMode(%q) = %v, %v, want %v", in, got, err, want)
+		}
+		if in != "" && want.String() != in {
+			t.Errorf("%v.String() = %q, want %q", want, want.String(), in)
+		}
+	}
+	unauth := map[string]UnauthMode{"": UnauthAuto, "auto": UnauthAuto, "redirect": UnauthRedirect, "status": UnauthStatus}
+	for in, want := range unauth {
+		if got, err := ParseUnauthMode(in); err != nil || got != want {
+			t.Errorf("ParseUnauthMode(%q) = %v, %v, want %v", in, got, err, want)
+		}
+		if in != "" && want.String() != in {
+			t.Errorf("%v.String() = %q, want %q", want, want.String(), in)
+		}
+	}
+	for _, bad := range []string{"Required", "yes", "login"} {
+		if _, err := ParseAuthMode(bad); err == nil {
+			t.Errorf("ParseAuthMode(%q): no error", bad)
+		}
+		if _, err := ParseUnauthMode(bad); err == nil {
+			t.Errorf("ParseUnauthMode(%q): no error", bad)
+		}
+	}
+}
