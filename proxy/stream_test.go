@@ -132,3 +132,47 @@ func TestWebSocketEcho(t *testing.T) {
 		t.Errorf("requests{ws,101} = %v, want 1", got)
 	}
 }
+
+// TestClientGoneMidStream: a client that leaves while the body streams is
+// recorded as 499 (ReverseProxy aborts the handler with a panic under a
+// real server), without an error-level log line.
+func TestClientGoneMidStream(t *testing.T) {
+	up := newPxUpstream(t, "up", func(w http.ResponseWriter, r *http.Request, body []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	})
+	e := newPxEnv(t, Options{Routes: []Route{{Name: "events", Path: "/events", Upstream: up.url(), Auth: AuthNone}}})
+
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first line = %q, %v", line, err)
+	}
+	conn.Close()
+
+	access := e.logs.waitAccess(t, 1)
+	if got := access[0]["status"]; got != float64(StatusClientClosedRequest) {
+		t.Errorf("access log status = %v, want 499", got)
+	}
+	if got := e.requests("events", "499"); got != 1 {
+		t.Errorf("requests{events,499} = %v, want 1", got)
+	}
+	for _, l := range e.logs.lines(t) {
+		if l["level"] == "ERROR" {
+			t.Errorf("error-level log line: %v", l)
+		}
+	}
+}
