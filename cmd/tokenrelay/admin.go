@@ -39,7 +39,11 @@ func newRegistry() *prometheus.Registry {
 // /healthz answers 200 while the process can serve HTTP at all (liveness).
 // /readyz answers 200 only while ready says so and shutdown has not begun,
 // so load balancers stop sending traffic before the listener closes.
+// A nil ready means always ready.
 func adminHandler(reg *prometheus.Registry, ready func(context.Context) error, draining *atomic.Bool, logger *slog.Logger) http.Handler {
+	if ready == nil {
+		ready = func(context.Context) error { return nil }
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),

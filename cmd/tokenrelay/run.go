@@ -67,6 +67,8 @@ type cli struct {
 	// listening, when set, is told the address of each listener once it
 	// is bound ("main", "admin", "http").
 	listening func(name string, addr string)
+	// after waits out shutdown_delay; nil means a real timer.
+	after func(time.Duration) <-chan time.Time
 	// noSignals leaves SIGTERM/SIGINT alone, for tests that stop the
 	// server by cancelling ctx.
 	noSignals bool

@@ -193,11 +193,14 @@ func (c *cli) serve(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	draining.Store(true)
 	mainSrv.SetKeepAlivesEnabled(false)
 	if cfg.ShutdownDelay > 0 && failure == nil {
-		t := time.NewTimer(cfg.ShutdownDelay)
+		after := c.after
+		if after == nil {
+			after = time.After
+		}
+		logger.Info("draining: readiness fails, listener still open", "delay", cfg.ShutdownDelay.String())
 		select {
-		case <-t.C:
+		case <-after(cfg.ShutdownDelay):
 		case failure = <-serveErr:
-			t.Stop()
 		}
 	}
 

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+)
+
+func TestServeAdminEndpoints(t *testing.T) {
+	ta := newTestApp()
+	notReady := errors.New("store unreachable")
+	ready := make(chan error, 1)
+	ready <- nil
+	ta.ready = func(context.Context) error {
+		err := <-ready
+		ready <- err
+		return err
+	}
+	path := writeFile(t, t.TempDir(), "c.yaml", minimalYAML)
+	r := startServe(t, &cli{buildApp: ta.build, noSignals: true}, path)
+	admin := "http://" + r.addrs["admin"]
+
+	if code, body := get(t, "http://"+r.addrs["main"]+"/"); code != 200 || body != "hello" {
+		t.Errorf("main GET / = %d %q, want 200 \"hello\"", code, body)
+	}
+	if code, body := get(t, admin+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz = %d %q, want 200 \"ok\\n\"", code, body)
+	}
+	if code, body := get(t, admin+"/readyz"); code != 200 || body != "ok\n" {
+		t.Errorf("/readyz = %d %q, want 200 \"ok\\n\"", code, body)
+	}
+	<-ready
+	ready <- notReady
+	if code, body := get(t, admin+"/readyz"); code != 503 || body != "not ready: store unreachable\n" {
+		t.Errorf("/readyz when not ready = %d %q, want 503 \"not ready: store unreachable\\n\"", code, body)
+	}
+	if code, body := get(t, admin+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz when not ready = %d %q, want 200 (liveness does not follow readiness)", code, body)
+	}
+
+	code, metrics := get(t, admin+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`tokenrelay_build_info{goversion="` + runtime.Version() + `",version="dev"} 1`,
+		"go_goroutines ",
+		"process_resident_memory_bytes ",
+	} {
+		if !hasLine(metrics, want) {
+			t.Errorf("/metrics has no line with %q", want)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(metrics)).Lint()
+	if err != nil {
+		t.Fatalf("promlint: %v", err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	if code, _ := get(t, "http://"+r.addrs["admin"]+"/nope"); code != 404 {
+		t.Errorf("admin GET /nope = %d, want 404", code)
+	}
+}
+
+func TestServePlaceholderApp(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "c.yaml", minimalYAML)
+	r := startServe(t, &cli{noSignals: true}, path) // the real buildApp
+
+	client := &http.Client{Timeout: testDeadline}
+	resp, err := client.Get("http://" + r.addrs["main"] + "/api/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || string(body) != "{\"error\":\"not_wired\"}\n" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("placeholder = %d %q %q, want 503 application/json {\"error\":\"not_wired\"}", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if code, body := get(t, "http://"+r.addrs["admin"]+"/readyz"); code != 503 || body != "not ready: handler not wired yet\n" {
+		t.Errorf("/readyz = %d %q, want 503", code, body)
+	}
+	// The memory store without a secret warns at start, in the JSON log.
+	if !hasLine(r.stderr.String(), `"level":"WARN","msg":"config: not set: a random secret is generated at start, and sessions end with the process","key":"session.secret"`) {
+		t.Errorf("no config warning in the log:\n%s", r.stderr)
+	}
+}
+
+// TestServeSIGTERM sends the process a real SIGTERM while a request is in
+// flight: /readyz fails first, the listener stops accepting, the request
+// still completes, then serve exits 0 and closes the app.
+func TestServeSIGTERM(t *testing.T) {
+	ta := newTestApp()
+	path := writeFile(t, t.TempDir(), "c.yaml", minimalYAML+"shutdown_grace: 30s\n")
+	r := startServe(t, &cli{buildApp: ta.build}, path)
+	main, admin := "http://"+r.addrs["main"], "http://"+r.addrs["admin"]
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		client := &http.Client{Timeout: testDeadline}
+		resp, err := client.Get(main + "/slow")
+		if err != nil {
+			inflight <- result{err: err}
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		inflight <- result{resp.StatusCode, string(body), err}
+	}()
+	select {
+	case <-ta.started:
+	case <-time.After(testDeadline):
+		t.Fatal("the slow request did not reach the handler")
+	}
+
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "/readyz to answer 503", func() bool { return statusOf(admin+"/readyz") == 503 })
+	if code, body := get(t, admin+"/readyz"); body != "shutting down\n" {
+		t.Errorf("/readyz = %d %q, want 503 \"shutting down\\n\"", code, body)
+	}
+	waitFor(t, "the main listener to refuse connections", func() bool {
+		c, err := net.Dial("tcp", r.addrs["main"])
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case code := <-r.done:
+		t.Fatalf("serve exited (%d) while a request was in flight", code)
+	case <-ta.closed:
+		t.Fatal("app closed while a request was in flight")
+	default:
+	}
+
+	close(ta.release)
+	res := <-inflight
+	if res.err != nil || res.code != 200 || res.body != "slow done" {
+		t.Errorf("in-flight request = %d %q %v, want 200 \"slow done\"", res.code, res.body, res.err)
+	}
+	if code := r.wait(t); code != 0 {
+		t.Errorf("exit code = %d, want 0", code)
+	}
+	select {
+	case <-ta.closed:
+	default:
+		t.Error("app not closed after shutdown")
+	}
+	log := r.stderr.String()
+	for _, want := range []string{`"msg":"shutdown requested","delay":"0s","grace":"30s"`, `"msg":"stopped"`} {
+		if !hasLine(log, want) {
+			t.Errorf("log has no line with %s", want)
+		}
+	}
+}
+
+// TestServeShutdownDelay: during shutdown_delay /readyz fails but the main
+// listener still serves new requests; the listener closes only after it.
+func TestServeShutdownDelay(t *testing.T) {
+	ta := newTestApp()
+	path := writeFile(t, t.TempDir(), "c.yaml", minimalYAML+"shutdown_delay: 1h\n")
+	delays := make(chan time.Duration, 1)
+	fire := make(chan time.Time)
+	c := &cli{buildApp: ta.build, noSignals: true, after: func(d time.Duration) <-chan time.Time {
+		delays <- d
+		return fire
+	}}
+	r := startServe(t, c, path)
+	main, admin := "http://"+r.addrs["main"], "http://"+r.addrs["admin"]
+
+	r.cancel()
+	if got := <-delays; got != time.Hour {
+		t.Errorf("waited %s, want shutdown_delay 1h", got)
+	}
+	if code, _ := get(t, admin+"/readyz"); code != 503 {
+		t.Errorf("/readyz during the delay = %d, want 503", code)
+	}
+	if code, body := get(t, main+"/"); code != 200 || body != "hello" {
+		t.Errorf("main during the delay = %d %q, want 200 \"hello\"", code, body)
+	}
+	close(fire)
+	if code := r.wait(t); code != 0 {
+		t.Errorf("exit code = %d, want 0", code)
+	}
+	if _, err := net.Dial("tcp", r.addrs["main"]); err == nil {
+		t.Error("main listener still accepts after shutdown")
+	}
+}
+
+// TestServeGraceExceeded: a request that outlives shutdown_grace is cut
+// off and serve reports it with exit code 1.
+func TestServeGraceExceeded(t *testing.T) {
+	ta := newTestApp()
+	defer close(ta.release)
+	path := writeFile(t, t.TempDir(), "c.yaml", minimalYAML+"shutdown_grace: 50ms\n")
+	r := startServe(t, &cli{buildApp: ta.build, noSignals: true}, path)
+
+	errc := make(chan error, 1)
+	go func() {
+		client := &http.Client{Timeout: testDeadline}
+		resp, err := client.Get("http://" + r.addrs["main"] + "/slow")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-ta.started
+	r.cancel()
+	if code := r.wait(t); code != 1 {
+		t.Errorf("exit code = %d, want 1", code)
+	}
+	if err := <-errc; err == nil {
+		t.Error("the cut-off request succeeded")
+	}
+	if !hasLine(r.stderr.String(), "main server: in-flight requests cut off after shutdown_grace 50ms: context deadline exceeded") {
+		t.Errorf("log does not report the cut-off:\n%s", r.stderr)
+	}
+}
+
+func TestServeStartupErrors(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+
+	tests := []struct {
+		name       string
+		yaml       string
+		wantCode   int
+		wantStderr string
+	}{
+		{"port taken", strings.Replace(minimalYAML, "listen: 127.0.0.1:0", "listen: "+taken.Addr().String(), 1), 1,
+			"main listener: listen tcp " + taken.Addr().String() + ": bind: address already in use"},
+		{"invalid config", minimalYAML + "refresh: {ahead: 60}\n", 2,
+			`  refresh.ahead: 60 is a bare number; write a duration with a unit, such as "60s" (line 8)`},
+		{"tls files missing", minimalYAML + "tls: {mode: files, cert_file: " + dir + "/none.pem, key_file: " + dir + "/none.key}\n", 1,
+			"tls: stat " + dir + "/none.pem: no such file or directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, dir, "c.yaml", tt.yaml)
+			stderr := &syncBuffer{}
+			c := &cli{stdout: io.Discard, stderr: stderr, buildApp: newTestApp().build, noSignals: true}
+			code := c.run(context.Background(), []string{"serve", "--config", path})
+			if code != tt.wantCode || !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("serve = %d, stderr:\n%s\nwant %d and %q", code, stderr, tt.wantCode, tt.wantStderr)
+			}
+		})
+	}
+}
