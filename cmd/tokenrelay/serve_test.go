@@ -73,7 +73,10 @@ func TestServeAdminEndpoints(t *testing.T) {
 	}
 }
 
-func TestServePlaceholderApp(t *testing.T) {
+// TestServeProviderUnavailable runs the real buildApp against a provider that
+// does not answer: tokenrelay still starts, answers 503 provider_unavailable,
+// and /readyz fails until the metadata loads.
+func TestServeProviderUnavailable(t *testing.T) {
 	path := writeFile(t, t.TempDir(), "c.yaml", minimalYAML)
 	r := startServe(t, &cli{noSignals: true}, path) // the real buildApp
 
@@ -84,10 +87,11 @@ func TestServePlaceholderApp(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 503 || string(body) != "{\"error\":\"not_wired\"}\n" || resp.Header.Get("Content-Type") != "application/json" {
-		t.Errorf("placeholder = %d %q %q, want 503 application/json {\"error\":\"not_wired\"}", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	wantBody := `{"error":"provider_unavailable","message":"the identity provider's metadata has not loaded yet"}` + "\n"
+	if resp.StatusCode != 503 || string(body) != wantBody || resp.Header.Get("Content-Type") != "application/json; charset=utf-8" || resp.Header.Get("Retry-After") != "5" {
+		t.Errorf("before the provider loads: %d %q %q, want 503 application/json %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, wantBody)
 	}
-	if code, body := get(t, "http://"+r.addrs["admin"]+"/readyz"); code != 503 || body != "not ready: handler not wired yet\n" {
+	if code, body := get(t, "http://"+r.addrs["admin"]+"/readyz"); code != 503 || body != "not ready: identity provider metadata not loaded yet\n" {
 		t.Errorf("/readyz = %d %q, want 503", code, body)
 	}
 	// The memory store without a secret warns at start, in the JSON log.
