@@ -34,13 +34,18 @@ import (
 // length is visible only to whoever reads the store, so the 2 KiB-per-session
 // budget wins.
 const (
-	sealVersion   = 1
-	sessionInfo   = "tokenrelay session v1"
-	stateInfo     = "tokenrelay login state v1"
-	payloadRaw    = 0
-	payloadFlate  = 1
-	nonceSize     = 12
-	maxPlaintext  = 64 << 10 // bound on an inflated payload
+	sealVersion  = 1
+	sessionInfo  = "tokenrelay session v1"
+	stateInfo    = "tokenrelay login state v1"
+	payloadRaw   = 0
+	payloadFlate = 1
+	nonceSize    = 12
+	maxPlaintext = 64 << 10 // bound on an inflated payload
+	// compressAbove: records up to this size are stored raw. Inflating
+	// costs more CPU on every request than the rest of opening a record,
+	// and a typical OIDC session (two JWTs, a refresh token, a few claims)
+	// fits the 2 KiB budget raw; larger ones are deflated when that helps.
+	compressAbove = 1792
 	minSecretSize = 32
 )
 
@@ -186,6 +191,9 @@ func (s *sealer) open(aead cipher.AEAD, storeKey string, data []byte) ([]byte, e
 // compress returns the payload: the encoded bytes raw or deflated,
 // whichever is shorter, behind a one-byte tag.
 func (s *sealer) compress(encoded []byte) []byte {
+	if len(encoded) <= compressAbove {
+		return append([]byte{payloadRaw}, encoded...)
+	}
 	buf := bytes.NewBuffer(make([]byte, 0, 1+len(encoded)))
 	buf.WriteByte(payloadFlate)
 	w, _ := s.writers.Get().(*flate.Writer)
