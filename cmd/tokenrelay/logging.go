@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -101,7 +102,13 @@ func fieldAttrs(fields []zapcore.Field) []slog.Attr {
 	slices.Sort(keys)
 	attrs := make([]slog.Attr, 0, len(keys))
 	for _, k := range keys {
-		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
+		switch v := enc.Fields[k].(type) {
+		case time.Duration:
+			// "1.5s", as zap prints it, rather than slog's JSON nanoseconds.
+			attrs = append(attrs, slog.String(k, v.String()))
+		default:
+			attrs = append(attrs, slog.Any(k, v))
+		}
 	}
 	return attrs
 }
