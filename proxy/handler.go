@@ -90,6 +90,9 @@ type Options struct {
 	RevokeOnLogout        bool
 	// SessionMaxAge is the Max-Age of the session cookie.
 	SessionMaxAge time.Duration
+	// LoginStateTTL is how long a login may take at the provider; it
+	// bounds the login-binding cookie. Default 10m.
+	LoginStateTTL time.Duration
 	// CaptureRoutes are login routes of custom backends whose answers
 	// carry tokens (token capture).
 	CaptureRoutes []CaptureRoute
@@ -179,6 +182,7 @@ func New(o Options) (*Handler, error) {
 		RevokeOnLogout:        o.RevokeOnLogout,
 		CSRF:                  csrf,
 		SessionMaxAge:         o.SessionMaxAge,
+		LoginStateTTL:         o.LoginStateTTL,
 		Logger:                o.Logger,
 		Registerer:            o.Registerer,
 		Now:                   o.Now,

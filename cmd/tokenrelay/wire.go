@@ -406,6 +406,7 @@ func proxyOptions(cfg *config.Config, m *session.Manager, p *idp.Provider, upstr
 		PostLogoutRedirectURI: cfg.Logout.PostLogoutRedirectURI,
 		RevokeOnLogout:        cfg.Logout.Revoke == nil || *cfg.Logout.Revoke,
 		SessionMaxAge:         cfg.Session.MaxLifetime,
+		LoginStateTTL:         cfg.Session.LoginStateTTL,
 		CaptureRoutes:         captures,
 		Transport:             upstream,
 		FlushInterval:         cfg.Upstream.FlushInterval,
