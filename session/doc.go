@@ -8,8 +8,11 @@
 // The browser holds a Ticket: a random 128-bit session id and a random
 // 128-bit per-session key, base64url in an HttpOnly cookie (CookieOptions).
 // The store sees only SHA-256 of the id, inside keys built by keys.go. The
-// record (tokens, expiries, identity, selected claims) is encoded compactly,
-// DEFLATE-compressed when that helps, and sealed with AES-256-GCM under a key
+// record (tokens, expiries, identity, selected claims) is encoded compactly
+// (base64url token segments stored as bytes; DEFLATE only for records over
+// 1792 bytes, so the request path never inflates a typical session: about
+// 1.7 KB sealed with a JWT access token, an ID token and a refresh token),
+// and sealed with AES-256-GCM under a key
 // derived by HKDF-SHA256 from the per-session key (input keying material) and
 // the server secret (salt), with the store key as additional data. A store
 // dump alone, or the server secret alone, opens nothing; a record copied to

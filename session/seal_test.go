@@ -29,7 +29,7 @@ func realisticRecord(tb testing.TB) *Record {
 	})
 	return &Record{
 		AccessToken:  secret.String(at),
-		RefreshToken: secret.String("R7k2Pq9Xw3Lm8Nt4Vy1Za6Bc0De5Fg7Hj2Kl9Mn4Op3"),
+		RefreshToken: secret.String("R7k2Pq9Xw3Lm8Nt4Vy1Za6Bc0De5Fg7Hj2Kl9Mn4Op4"),
 		IDToken:      secret.String(it),
 		AccessExpiry: now.Add(5 * time.Minute),
 		Issuer:       iss,
@@ -78,6 +78,14 @@ func TestSealRoundTrip(t *testing.T) {
 			Claims: map[string]any{"n": json.Number("12345678901234567890"), "nested": map[string]any{"k": []any{"v", true}}},
 		}},
 	}
+	big := realisticRecord(t)
+	big.Claims["groups"] = []string{"engineering", "engineering-leads", "engineering-oncall", "platform", "platform-oncall",
+		"security-reviewers", "release-managers", "engineering-managers", "staff-engineers", "platform-admins"}
+	big.Claims["address"] = map[string]any{"street_address": "12 Analytical Engine Row", "locality": "London", "country": "GB"}
+	tests = append(tests, struct {
+		name string
+		rec  *Record
+	}{"large, deflated", big})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data, err := s.sealRecord(tk, key, tt.rec)
@@ -89,6 +97,14 @@ func TestSealRoundTrip(t *testing.T) {
 				t.Fatalf("openRecord: %v", err)
 			}
 			equalRecords(t, got, tt.rec)
+			enc, err := encodeRecord(tt.rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			overhead := 1 + nonceSize + 1 + 16
+			if deflated := len(data) < len(enc)+overhead; deflated != (len(enc) > compressAbove) {
+				t.Errorf("encoded %d B, sealed %d B: deflated = %v, want %v", len(enc), len(data), deflated, len(enc) > compressAbove)
+			}
 			again, err := s.sealRecord(tk, key, tt.rec)
 			if err != nil {
 				t.Fatal(err)
@@ -306,6 +322,7 @@ func FuzzOpenRecord(f *testing.F) {
 	f.Add(sealed[:len(sealed)-1])
 	f.Add(enc)
 	f.Add(s.compress(enc))
+	f.Add(s.compress(bytes.Repeat(enc, 1+compressAbove/len(enc))))
 	f.Add([]byte{})
 	f.Add([]byte{sealVersion})
 	f.Add([]byte{payloadFlate, 0xff, 0xff})
@@ -339,4 +356,40 @@ func FuzzOpenRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTokenEncodingIsLossless(t *testing.T) {
+	jwt := fakeJWT(t, 800, map[string]any{"sub": "x"})
+	tests := []struct {
+		name   string
+		token  string
+		binary bool // stored as segment bytes
+	}{
+		{"jwt", jwt, true},
+		{"jwe, five segments", "eyJhbGciOiJSU0EtT0FFUCJ9.AAAA.BBBBBBBBBBBBBBBB.CCCC.DDDDDDDDDDDDDDDDDDDDDA", true},
+		{"six segments", "a.b.c.d.e.f", false},
+		{"empty segment", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", true},
+		{"opaque base64url", "R7k2Pq9Xw3Lm8Nt4Vy1Za6Bc0De5Fg7Hj2Kl9Mn4Op4", true},
+		{"non-zero trailing bits", "AB", false},
+		{"one char segment", "A", false},
+		{"padding", "QUJD==", false},
+		{"std alphabet", "ab+/cd", false},
+		{"newline", "abcd\nefgh", false},
+		{"dots only", "..", true},
+		{"hex with colon", "ab:cd", false},
+		{"unicode", "tökén", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := encoder{}
+			e.token(secret.String(tt.token))
+			if got := e.b[0] != 0; got != tt.binary {
+				t.Errorf("binary = %v, want %v", got, tt.binary)
+			}
+			d := decoder{b: e.b}
+			if got := d.token(); got.Reveal() != tt.token || d.done() != nil {
+				t.Errorf("round trip = %q (%v), want %q", got.Reveal(), d.done(), tt.token)
+			}
+		})
+	}
 }
