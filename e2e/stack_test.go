@@ -67,7 +67,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	}
 
 	api := startProcess(t, "api", bins.root, nil, bins.api, "-listen=127.0.0.1:0", "-issuer="+s.OP.Issuer, "-audience="+apiResource)
-	s.APIURL = api.waitOutput(t, regexp.MustCompile(`api ready url=(http://\S+)`), 30*time.Second)[1]
+	s.APIURL = api.waitOutput(t, regexp.MustCompile(`api ready"? url=(http://\S+)`), 30*time.Second)[1]
 	waitReady(t, api, s.APIURL+"/healthz", 10*time.Second)
 
 	s.Tap = newTap(t, s.APIURL)
