@@ -207,6 +207,7 @@ func (w *wiring) load(ctx context.Context) error {
 		RefreshAhead:    cfg.Refresh.Ahead,
 		RefreshTimeout:  cfg.Refresh.Timeout,
 		FailureBackoff:  cfg.Refresh.FailureBackoff,
+		LockTTL:         cfg.Refresh.LockTTL,
 	})
 	if err != nil {
 		p.Close()
