@@ -51,7 +51,7 @@ trap 'exit 130' INT TERM
 # http_ok HOST PORT PATH: true when GET answers 200 (bash only, no curl).
 http_ok() {
 	local line=""
-	exec 3<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
+	{ exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || return 1
 	printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$3" "$1" "$2" >&3
 	IFS= read -r -t 2 line <&3 || true
 	exec 3<&- 3>&-
