@@ -6,10 +6,10 @@
 #   make demo        the demo stack: OpenID Provider, sample API, tokenrelay
 #   make e2e         only the end-to-end tests, verbose
 #   make fuzz-short  each fuzz target for FUZZTIME (default 10s)
-#   make checks      every scripts/check-*.sh and scripts/lint-*.sh
+#   make checks      every scripts/check-*.sh, lint-*.sh and test-*.sh
 #
-# Extra checks: drop an executable scripts/check-<name>.sh or
-# scripts/lint-<name>.sh that exits non-zero on a finding; `make test` runs
+# Extra checks: drop a scripts/check-<name>.sh, lint-<name>.sh or
+# test-<name>.sh (bash) that exits non-zero on a finding; `make test` runs
 # it. Fuzz targets are discovered with `go test -list`, so new ones are picked
 # up without editing this file.
 
@@ -53,7 +53,7 @@ fuzz-short:
 
 checks:
 	@shopt -s nullglob; ran=0; \
-	for s in scripts/check-*.sh scripts/lint-*.sh; do \
+	for s in scripts/check-*.sh scripts/lint-*.sh scripts/test-*.sh; do \
 	  echo "checks: $$s"; bash "$$s"; ran=$$((ran+1)); \
 	done; \
 	echo "checks: $$ran script(s) passed"
