@@ -18,6 +18,13 @@
 // Besides the OpenID Provider endpoints it answers, for tests only:
 //   GET  /__stats  JSON counters of token endpoint outcomes and logout events
 //   POST /__reset  zeroes the counters
+//   GET  /__tokens?account=<id>  what the OP issued to that account: its
+//        refresh tokens and authorization codes (values, oldest first) and
+//        the sids of its sessions; the security tests need the values to
+//        introspect them and to search logs for them
+//   POST /__backchannel-logout?account=<id>&sid=<sid>  sends the client's
+//        back-channel logout token for that account and sid now, as an
+//        end-session would; 200 when the client answered 200/204, else 502
 //
 // When listening it prints "OP ready on <issuer>" on stdout.
 
@@ -218,6 +225,22 @@ provider.on('grant.error', (ctx, err) => {
   if (err?.error_detail === 'refresh token already used') stats.refresh_reused += 1;
   console.log(`op: token endpoint error grant_type=${gty} error=${err?.error} detail=${err?.error_detail ?? ''}`);
 });
+// Per account, for GET /__tokens (tests only; the demo OP is a dev tool).
+const issued = new Map();
+function issuedTo(accountId) {
+  if (!issued.has(accountId)) issued.set(accountId, { refresh_tokens: [], codes: [], sids: [] });
+  return issued.get(accountId);
+}
+provider.on('refresh_token.saved', (token) => {
+  const rec = issuedTo(token.accountId);
+  if (!rec.refresh_tokens.includes(token.jti)) rec.refresh_tokens.push(token.jti);
+});
+provider.on('authorization_code.saved', (code) => {
+  const rec = issuedTo(code.accountId);
+  rec.codes.push(code.jti);
+  if (code.sid && !rec.sids.includes(code.sid)) rec.sids.push(code.sid);
+});
+
 provider.on('refresh_token.consumed', () => { stats.refresh_consumed += 1; });
 provider.on('grant.revoked', () => { stats.grants_revoked += 1; });
 provider.on('end_session.success', () => { stats.end_session += 1; });
@@ -253,8 +276,37 @@ server.on('request', (req, res) => {
     res.end();
     return;
   }
+  if (path === '/__tokens' && req.method === 'GET') {
+    const account = new URL(req.url, issuer).searchParams.get('account') ?? '';
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(issued.get(account) ?? { refresh_tokens: [], codes: [], sids: [] }));
+    return;
+  }
+  if (path === '/__backchannel-logout' && req.method === 'POST') {
+    backchannelLogout(new URL(req.url, issuer).searchParams, res);
+    return;
+  }
   providerHandler(req, res);
 });
+
+async function backchannelLogout(params, res) {
+  const account = params.get('account');
+  const sid = params.get('sid');
+  try {
+    if (!account || !sid) throw new Error('account and sid are required');
+    const client = await provider.Client.find(settings.clientId);
+    if (!client?.backchannelLogoutUri) throw new Error('the client has no backchannel_logout_uri');
+    await client.backchannelLogout(account, sid);
+    stats.backchannel_success += 1;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{}');
+  } catch (err) {
+    stats.backchannel_error += 1;
+    console.log(`op: back-channel logout failed: ${err?.message}`);
+    res.writeHead(502, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: String(err?.message ?? err) }));
+  }
+}
 
 function shutdown(signal) {
   console.log(`op: ${signal}, stopping`);
