@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,10 +33,24 @@ func parseLevel(s string) slog.Level {
 	return l
 }
 
-// serverErrorLog adapts slog for http.Server.ErrorLog (TLS handshake
-// failures, panics in handlers).
+// serverErrorLog adapts slog for http.Server.ErrorLog. Failed TLS
+// handshakes are routine on a public port (scanners, clients that reject
+// the certificate, probes before an ACME certificate exists), so they are
+// logged at debug; anything else (a panic in a handler) at warn.
 func serverErrorLog(logger *slog.Logger, server string) *log.Logger {
-	return slog.NewLogLogger(logger.With("server", server).Handler(), slog.LevelWarn)
+	return log.New(serverLogWriter{logger.With("server", server)}, "", 0)
+}
+
+type serverLogWriter struct{ logger *slog.Logger }
+
+func (w serverLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.logger.Log(context.Background(), level, msg)
+	return len(p), nil
 }
 
 // newZapLogger gives certmagic, which logs through zap, a zap.Logger that

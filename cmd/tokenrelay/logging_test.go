@@ -82,3 +82,20 @@ func (d dropTime) Handle(ctx context.Context, r slog.Record) error {
 	r.Time = time.Time{}
 	return d.Handler.Handle(ctx, r)
 }
+
+func TestServerErrorLogLevels(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(dropTime{newLogger(config.LogConfig{Level: "info", Format: "text"}, &buf).Handler()})
+	l := serverErrorLog(logger, "main")
+	l.Printf("http: TLS handshake error from 127.0.0.1:1234: EOF")
+	l.Printf("http: panic serving 127.0.0.1:1234: boom")
+	if got, want := buf.String(), "level=WARN msg=\"http: panic serving 127.0.0.1:1234: boom\" server=main\n"; got != want {
+		t.Errorf("logged %q, want %q (handshake errors only at debug)", got, want)
+	}
+}
+
+func (d dropTime) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return dropTime{d.Handler.WithAttrs(attrs)}
+}
+
+func (d dropTime) WithGroup(name string) slog.Handler { return dropTime{d.Handler.WithGroup(name)} }
