@@ -132,7 +132,9 @@ func (v *validator) provider(c *Config) {
 		if !slices.Contains(p.Scopes, "openid") {
 			v.add("provider.scopes", "must include openid with provider.type oidc")
 		}
-		if !slices.Contains(p.Scopes, "offline_access") {
+		// Google asks for a refresh token with access_type=offline
+		// instead of the offline_access scope.
+		if !slices.Contains(p.Scopes, "offline_access") && p.AuthParams["access_type"] != "offline" {
 			v.warnings.add("provider.scopes", "offline_access is missing: most providers then issue no refresh token, and sessions end when the access token expires")
 		}
 	case "oauth2":

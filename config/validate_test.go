@@ -333,6 +333,10 @@ func TestWarnings(t *testing.T) {
 			[]string{"cookie.secure: false: the session cookie also travels over plain HTTP; use only for local development"}},
 		{"no offline_access", func(c *Config) { c.Provider.Scopes = []string{"openid"} },
 			[]string{"provider.scopes: offline_access is missing: most providers then issue no refresh token, and sessions end when the access token expires"}},
+		{"access_type=offline instead of offline_access (Google)", func(c *Config) {
+			c.Provider.Scopes = []string{"openid"}
+			c.Provider.AuthParams = map[string]string{"access_type": "offline"}
+		}, nil},
 		{"redis settings with memory store", func(c *Config) { c.Session.Redis.URL = "redis://127.0.0.1:6379" },
 			[]string{"session.redis: ignored with store memory"}},
 		{"idle longer than lifetime", func(c *Config) { c.Session.IdleTimeout = 800 * time.Hour },
