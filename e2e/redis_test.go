@@ -1,0 +1,326 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestRedisTwoReplicasRefreshStorm (issue 3): two tokenrelay processes share
+// one Redis. 50 users log in through replica A; each cookie works on replica
+// B too. Once every access token has expired, 50 sessions × 20 concurrent
+// requests alternate between the replicas: the OP sees exactly one refresh
+// per session and no invalid_grant, every request succeeds, and all of a
+// session's requests carry the same new token. The Redis keys name no
+// session id and a session record stays within 2 KiB.
+func TestRedisTwoReplicasRefreshStorm(t *testing.T) {
+	t.Parallel()
+	const (
+		nSessions  = 50
+		perSession = 20
+		ttl        = 10 * time.Second
+		ahead      = time.Second
+	)
+	s := startRedisStack(t, redisStackOptions{Replicas: 2, AccessTTL: ttl, RefreshAhead: ahead})
+	a, b := s.Relays[0], s.Relays[1]
+	client := redisLoadClient(t)
+
+	users := make([]string, nSessions)
+	for i := range users {
+		users[i] = fmt.Sprintf("storm-user-%02d", i)
+	}
+	onB := make([]redisCall, nSessions)
+	began := time.Now()
+	sessions := redisLoginAll(t, s, users, 8, func(i int, sess redisSession) {
+		onB[i] = redisGet(client, b.URL+"/api/whoami", sess.Ticket)
+	})
+	t.Logf("%d logins through replica A (8 at a time): %s", nSessions, time.Since(began).Round(time.Millisecond))
+
+	// The cookie replica A set opens the session on replica B, which
+	// forwards the same token: no refresh happened before the storm.
+	var lastExp int64
+	for i, sess := range sessions {
+		if sess.Login.Sub != sess.User {
+			t.Errorf("login %s: the API saw sub %q", sess.User, sess.Login.Sub)
+		}
+		got, err := onB[i].whoami()
+		if err != nil {
+			t.Fatalf("session %s on replica B: %v", sess.User, err)
+		}
+		if got.Sub != sess.User || got.JTI != sess.Login.JTI {
+			t.Errorf("session %s on replica B: sub %q jti %q, want sub %q and the login's token (jti %q)",
+				sess.User, got.Sub, got.JTI, sess.User, sess.Login.JTI)
+		}
+		lastExp = max(lastExp, sess.Login.Exp)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Wait for every token's own exp (whole seconds) to pass.
+	waitUntil(t, time.Unix(lastExp, 0).Add(100*time.Millisecond), ttl+30*time.Second)
+	s.OP.Reset(t)
+
+	type result struct {
+		call redisCall
+		who  whoamiAnswer
+		err  error
+	}
+	results := make([][]result, nSessions)
+	for i := range results {
+		results[i] = make([]result, perSession)
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, sess := range sessions {
+		for j := range perSession {
+			relay := s.Relays[(i*perSession+j)%2]
+			wg.Go(func() {
+				<-start
+				c := redisGet(client, relay.URL+"/api/whoami", sess.Ticket)
+				w, err := c.whoami()
+				results[i][j] = result{c, w, err}
+			})
+		}
+	}
+	stormBegan := time.Now()
+	close(start)
+	wg.Wait()
+	wall := time.Since(stormBegan)
+	st := s.OP.Stats(t)
+
+	var lat []time.Duration
+	failed := 0
+	for i, sess := range sessions {
+		jtis := map[string]int{}
+		for j, r := range results[i] {
+			lat = append(lat, r.call.Elapsed)
+			if r.err != nil {
+				failed++
+				if failed <= 10 {
+					t.Errorf("storm: session %s request %d (replica %c): %v", sess.User, j, 'A'+(i*perSession+j)%2, r.err)
+				}
+				continue
+			}
+			if r.who.Sub != sess.User {
+				t.Errorf("storm: session %s request %d: the API saw sub %q", sess.User, j, r.who.Sub)
+			}
+			jtis[r.who.JTI]++
+		}
+		if len(jtis) != 1 {
+			t.Errorf("storm: session %s: its %d requests carried %d different tokens (jti counts %v), want 1", sess.User, perSession, len(jtis), jtis)
+		}
+		if jtis[sess.Login.JTI] != 0 {
+			t.Errorf("storm: session %s: the expired login token (jti %s) reached the API", sess.User, sess.Login.JTI)
+		}
+	}
+	if failed != 0 {
+		t.Errorf("storm: %d of %d requests failed, want 0", failed, nSessions*perSession)
+	}
+	hint := ""
+	if wall > ttl-ahead {
+		hint = fmt.Sprintf(" (the storm took %s, longer than a new token stays fresh: inconclusive)", wall)
+	}
+	if st.RefreshSuccess != nSessions || st.RefreshError != 0 {
+		t.Errorf("storm: the OP counted %d refreshes and %d failed refreshes, want %d and 0%s", st.RefreshSuccess, st.RefreshError, nSessions, hint)
+	}
+	if st.InvalidGrant != 0 || st.RefreshReused != 0 || st.GrantsRevoked != 0 {
+		t.Errorf("storm: the OP answered invalid_grant %d times, saw %d reused refresh tokens and revoked %d grants, want 0, 0, 0",
+			st.InvalidGrant, st.RefreshReused, st.GrantsRevoked)
+	}
+	if st.RefreshConsumed != nSessions {
+		t.Errorf("storm: the OP rotated away %d refresh tokens, want %d", st.RefreshConsumed, nSessions)
+	}
+	redisSortDurations(lat)
+	t.Logf("storm: %d sessions × %d concurrent requests over 2 replicas: %d refreshes at the OP, wall %s, latency p50 %s p99 %s max %s",
+		nSessions, perSession, st.RefreshSuccess, wall.Round(time.Millisecond),
+		redisPercentile(lat, 50).Round(time.Microsecond), redisPercentile(lat, 99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+	if t.Failed() {
+		return
+	}
+
+	// After the storm both replicas forward each session's new token.
+	for i, sess := range sessions {
+		want := results[i][0].who.JTI
+		for _, r := range []*redisRelay{a, b} {
+			got, err := redisGet(client, r.URL+"/api/whoami", sess.Ticket).whoami()
+			if err != nil || got.JTI != want {
+				t.Errorf("after the storm, session %s on %s: jti %q, error %v; want the storm's token %q", sess.User, r.URL, got.JTI, err, want)
+			}
+		}
+	}
+	if got := s.OP.Stats(t).RefreshSuccess; got != nSessions {
+		t.Errorf("after the storm the OP counted %d refreshes, want still %d", got, nSessions)
+	}
+
+	redisCheckKeys(t, s, sessions)
+}
+
+// redisCheckKeys checks what Redis holds for the sessions: one record per
+// session under the hash of its id, no key that carries a session id or a
+// ticket in any common encoding, no record that carries a token, a subject
+// or a token id in clear, no refresh lock left behind, and at most 2 KiB of
+// Redis memory per record (MEMORY USAGE).
+func redisCheckKeys(t *testing.T, s *redisStack, sessions []redisSession) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	rdb := s.Redis.Client(t)
+
+	var keys []string
+	iter := rdb.Scan(ctx, 0, redisKeyPrefix+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("SCAN %s*: %v", redisKeyPrefix, err)
+	}
+	var records, locks []string
+	for _, k := range keys {
+		switch {
+		case strings.HasPrefix(k, redisKeyPrefix+"s:"):
+			records = append(records, k)
+		case strings.HasPrefix(k, redisKeyPrefix+"l:"):
+			locks = append(locks, k)
+		}
+	}
+	if len(records) != len(sessions) {
+		t.Errorf("Redis holds %d session records, want %d (keys: %d)", len(records), len(sessions), len(keys))
+	}
+	if len(locks) != 0 {
+		t.Errorf("Redis still holds %d refresh locks after the storm, want 0: %q", len(locks), locks)
+	}
+
+	for _, sess := range sessions {
+		id := redisTicketID(t, sess.Ticket)
+		sum := sha256.Sum256(id)
+		want := redisKeyPrefix + "s:{" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}"
+		if n, err := rdb.Exists(ctx, want).Result(); err != nil || n != 1 {
+			t.Errorf("session %s: EXISTS %s = %d, %v; want 1", sess.User, want, n, err)
+		}
+		forms := []string{
+			sess.Ticket,
+			base64.RawURLEncoding.EncodeToString(id),
+			base64.StdEncoding.EncodeToString(id),
+			hex.EncodeToString(id),
+		}
+		for _, k := range keys {
+			for _, f := range forms {
+				if strings.Contains(k, f) || strings.Contains(strings.ToLower(k), f) {
+					t.Errorf("key %q contains the session id or ticket of %s", k, sess.User)
+				}
+			}
+			if strings.Contains(k, sess.User) {
+				t.Errorf("key %q names the user %s", k, sess.User)
+			}
+		}
+	}
+
+	var total, largest int64
+	for _, k := range records {
+		val, err := rdb.Get(ctx, k).Bytes()
+		if err != nil {
+			t.Errorf("GET %s: %v", k, err)
+			continue
+		}
+		for _, clear := range []string{"eyJ", "storm-user-", "example.test"} {
+			if strings.Contains(string(val), clear) {
+				t.Errorf("record %s holds %q in clear", k, clear)
+			}
+		}
+		n, err := rdb.MemoryUsage(ctx, k, 0).Result()
+		if err != nil {
+			t.Errorf("MEMORY USAGE %s: %v", k, err)
+			continue
+		}
+		total += n
+		largest = max(largest, n)
+		if n > 2048 {
+			t.Errorf("MEMORY USAGE %s = %d bytes, want ≤ 2048", k, n)
+		}
+	}
+	if len(records) > 0 {
+		t.Logf("Redis: %d keys; %d session records, MEMORY USAGE mean %d B, max %d B (limit 2048)",
+			len(keys), len(records), total/int64(len(records)), largest)
+	}
+}
+
+// TestRedisOutage (issue 3): while redis-server is down, requests that need
+// a session get 503 store_unavailable with Retry-After, /readyz fails and
+// /healthz does not; once Redis is back on the same port (its append-only
+// file reloaded), /readyz recovers and the same sessions work again.
+func TestRedisOutage(t *testing.T) {
+	t.Parallel()
+	s := startRedisStack(t, redisStackOptions{Replicas: 1, AccessTTL: 120 * time.Second})
+	r := s.Relays[0]
+	client := &http.Client{Timeout: 10 * time.Second}
+	sessions := redisLoginAll(t, s, []string{"outage-ann", "outage-ben"}, 2, nil)
+
+	statusOf := func(url string) int {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	s.Redis.Stop(t)
+
+	for _, sess := range sessions {
+		for _, path := range []string{"/api/whoami", "/.auth/session"} {
+			c := redisGet(client, r.URL+path, sess.Ticket)
+			if c.Err != nil {
+				t.Fatalf("GET %s with Redis down: %v", path, c.Err)
+			}
+			var body struct {
+				Error   string `json:"error"`
+				Message string `json:"message"`
+			}
+			jsonErr := json.Unmarshal(c.Body, &body)
+			if c.Status != http.StatusServiceUnavailable || jsonErr != nil || body.Error != "store_unavailable" || body.Message == "" {
+				t.Errorf("GET %s (%s) with Redis down = %d %s, want 503 {\"error\":\"store_unavailable\",\"message\":…}", path, sess.User, c.Status, c.Body)
+			}
+			if got, want := c.Header.Get("Retry-After"), "1"; got != want {
+				t.Errorf("GET %s with Redis down: Retry-After = %q, want %q", path, got, want)
+			}
+			if got := c.Header.Get("Content-Type"); !strings.HasPrefix(got, "application/json") {
+				t.Errorf("GET %s with Redis down: Content-Type = %q, want application/json", path, got)
+			}
+			if got := c.Header.Values("Set-Cookie"); len(got) != 0 {
+				t.Errorf("GET %s with Redis down: Set-Cookie %q, want none (the session is kept)", path, got)
+			}
+		}
+	}
+	if got, want := statusOf(r.AdminURL+"/readyz"), http.StatusServiceUnavailable; got != want {
+		t.Errorf("/readyz with Redis down = %d, want %d", got, want)
+	}
+	if got, want := statusOf(r.AdminURL+"/healthz"), http.StatusOK; got != want {
+		t.Errorf("/healthz with Redis down = %d, want %d", got, want)
+	}
+
+	s.Redis.Restart(t)
+	waitReady(t, r.Proc, r.AdminURL+"/readyz", 30*time.Second)
+
+	for _, sess := range sessions {
+		got, err := redisGet(client, r.URL+"/api/whoami", sess.Ticket).whoami()
+		if err != nil || got.Sub != sess.User || got.JTI != sess.Login.JTI {
+			t.Errorf("after Redis came back, session %s: sub %q jti %q, error %v; want sub %q with the login's token %q",
+				sess.User, got.Sub, got.JTI, err, sess.User, sess.Login.JTI)
+		}
+	}
+	if st := s.OP.Stats(t); st.RefreshSuccess+st.RefreshError != 0 || st.InvalidGrant != 0 {
+		t.Errorf("the OP counted %d refreshes, %d failed, %d invalid_grant; want none", st.RefreshSuccess, st.RefreshError, st.InvalidGrant)
+	}
+	if out, _ := r.Proc.log.snapshot(); strings.Contains(out, "panic") {
+		t.Errorf("tokenrelay's output mentions a panic (see %s)", r.Proc.logPath)
+	}
+}
