@@ -244,7 +244,7 @@ func (v *validator) session(s *SessionConfig) {
 	}
 	switch {
 	case s.Secret.IsZero() && s.Store == "redis":
-		v.add("session.secret", "required with store redis (every replica must open every session)")
+		v.add("session.secret", "required with store redis")
 	case s.Secret.IsZero():
 		v.warnings.add("session.secret", "not set: a random secret is generated at start, and sessions end with the process")
 	case len(s.Secret.Reveal()) < MinSecretBytes:

@@ -107,7 +107,7 @@ func TestValidateProblems(t *testing.T) {
 		{"redis needs a secret", func(c *Config) {
 			c.Session.Store, c.Session.Secret = "redis", ""
 			c.Session.Redis.URL = "redis://127.0.0.1:6379/0"
-		}, []string{"session.secret: required with store redis (every replica must open every session)"}},
+		}, []string{"session.secret: required with store redis"}},
 		{"short secrets", func(c *Config) {
 			c.Session.Secret = "too-short"
 			c.Session.PreviousSecrets = []secret.String{"0123456789abcdef0123456789abcdef", "short"}
@@ -310,7 +310,7 @@ routes:
 public_url: must be an https URL (http allowed only for loopback)
 provider.issuer: must be an https URL (http allowed only for loopback)
 provider.client_secret: required with provider.auth_method client_secret_post (or client_secret_file)
-session.secret: required with store redis (every replica must open every session)
+session.secret: required with store redis
 refresh.ahead: must be below provider.access_token_lifetime (5m0s)
 routes[0].upstream: must be an http or https URL
 routes[1].path: duplicates routes[0].path

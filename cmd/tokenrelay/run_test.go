@@ -114,7 +114,7 @@ routes: [{path: api, upstream: "127.0.0.1:1"}]
 			wantStderr: semantic + " is invalid (5 problems):\n" +
 				"  provider.issuer: must be an https URL (http allowed only for loopback)\n" +
 				"  provider.client_id: required with provider.type oidc\n" +
-				"  session.secret: required with store redis (every replica must open every session)\n" +
+				"  session.secret: required with store redis\n" +
 				`  routes[0].path: must be a path starting with "/"` + "\n" +
 				"  routes[0].upstream: must be an http or https URL\n",
 		},
