@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenrelay/tokenrelay/internal/redistest"
 )
 
 // The tests of issue 5 (logout, revocation, back-channel logout, CSRF, logs)
@@ -395,6 +397,78 @@ func TestSecurityLogout(t *testing.T) {
 		}
 		if jwtRE.MatchString(line) {
 			t.Errorf("log line %d holds a JWT", i+1)
+		}
+	}
+}
+
+// TestSecurityBackchannelReplicas (issue 5, test 2): two tokenrelay
+// replicas share a Redis. The OP sends its back-channel logout token for
+// one user's sid to replica 0; that session ends on both replicas, and an
+// unrelated user's session survives on both.
+func TestSecurityBackchannelReplicas(t *testing.T) {
+	t.Parallel()
+	requireBinaries(t)
+	rdb := redistest.Start(t, redistest.Options{})
+	s := secStart(t, secOptions{AccessTTL: 60 * time.Second, Replicas: 2, RedisAddr: rdb.Addr})
+
+	// One browser per user; a jar's cookies are per host, not per port, so
+	// each browser's cookie reaches both replicas.
+	alice, bob := newBrowser(t), newBrowser(t)
+	alice.login(t, s.URLs[0], "/", "alice")
+	bob.login(t, s.URLs[0], "/", "bob")
+	for i, u := range s.URLs {
+		for _, c := range []struct {
+			name string
+			b    *browser
+		}{{"alice", alice}, {"bob", bob}} {
+			if w := decodeWhoami(t, c.b.get(t, u+"/api/whoami", nil)); w.Sub != c.name {
+				t.Fatalf("replica %d: %s's session is %q", i, c.name, w.Sub)
+			}
+		}
+	}
+	sids := secTokens(t, s.OP, "alice").SIDs
+	if len(sids) != 1 {
+		t.Fatalf("OP holds %d sids for alice, want 1", len(sids))
+	}
+	if bobSIDs := secTokens(t, s.OP, "bob").SIDs; len(bobSIDs) != 1 || bobSIDs[0] == sids[0] {
+		t.Fatalf("bob's sids %q, want one other than alice's %q", bobSIDs, sids[0])
+	}
+
+	before := s.OP.Stats(t)
+	secBackchannel(t, s.OP, "alice", sids[0])
+	if got := s.OP.Stats(t).BackchannelSuccess - before.BackchannelSuccess; got != 1 {
+		t.Errorf("OP counted %d successful back-channel logouts, want 1", got)
+	}
+
+	upstreamBefore := len(s.Tap.Requests())
+	for i, u := range s.URLs {
+		secWantLoginRequired(t, fmt.Sprintf("replica %d: alice's GET /api/whoami after back-channel logout", i), alice.get(t, u+"/api/whoami", nil))
+	}
+	if got := len(s.Tap.Requests()) - upstreamBefore; got != 0 {
+		t.Errorf("the upstream received %d of alice's requests after her back-channel logout, want 0", got)
+	}
+	for i, u := range s.URLs {
+		if w := decodeWhoami(t, bob.get(t, u+"/api/whoami", nil)); w.Sub != "bob" {
+			t.Errorf("replica %d: bob's session answers sub %q, want bob", i, w.Sub)
+		}
+	}
+
+	// A replayed or forged logout token is refused with 400.
+	for _, tt := range []struct {
+		name, body string
+	}{
+		{"no token", ""},
+		{"not a JWT", "logout_token=not-a-jwt"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, s.URLs[1]+"/.auth/backchannel-logout", strings.NewReader(tt.body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		o, err := (&browser{client: &http.Client{Timeout: 10 * time.Second}}).do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != http.StatusBadRequest || secErrorCode(o) != "invalid_request" || o.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("back-channel logout with %s = %d %s (Cache-Control %q), want 400 invalid_request no-store",
+				tt.name, o.Status, o.Body, o.Header.Get("Cache-Control"))
 		}
 	}
 }

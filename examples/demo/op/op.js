@@ -18,6 +18,11 @@
 // Besides the OpenID Provider endpoints it answers, for tests only:
 //   GET  /__stats  JSON counters of token endpoint outcomes and logout events
 //   POST /__reset  zeroes the counters
+//   POST /__revoke?sub=<account>  revokes every grant of that account (its
+//                  refresh and access tokens die), as an administrator
+//                  would; answers {"grants": <how many>}
+//   POST /__token_delay?ms=<n>  delays every token endpoint answer by n ms
+//                  (0 turns it off), so concurrent refreshes overlap
 //   GET  /__tokens?account=<id>  what the OP issued to that account: its
 //        refresh tokens and authorization codes (values, oldest first) and
 //        the sids of its sessions; the security tests need the values to
@@ -99,6 +104,10 @@ const zeroStats = () => ({
 });
 let stats = zeroStats();
 
+// Grant ids by account id, for POST /__revoke. Filled as refresh tokens are
+// issued; ids only, never token values.
+const grantsByAccount = new Map();
+
 // A fresh signing key per start: tests must fetch the JWKS, never pin a key.
 const signingKey = {
   ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
@@ -134,6 +143,14 @@ function configuration() {
 
   return {
     clients: [client],
+    // oidc-provider's outgoing requests (back-channel logout tokens) refuse
+    // special-use addresses, loopback included, as SSRF protection. The demo
+    // OP's only outgoing call is to tokenrelay's back-channel logout URI on
+    // this machine, so its requests use the plain fetch.
+    fetch: (url, options) => {
+      const { dispatcher: _ssrfGuard, ...rest } = options;
+      return fetch(url, rest);
+    },
     jwks: { keys: [signingKey] },
     cookies: { keys: [randomBytes(32).toString('hex')] },
     scopes: ['openid', 'offline_access', 'profile', 'email', 'api:read'],
@@ -242,6 +259,26 @@ provider.on('authorization_code.saved', (code) => {
 });
 
 provider.on('refresh_token.consumed', () => { stats.refresh_consumed += 1; });
+provider.on('refresh_token.saved', (token) => {
+  if (!token.accountId || !token.grantId) return;
+  if (!grantsByAccount.has(token.accountId)) grantsByAccount.set(token.accountId, new Set());
+  grantsByAccount.get(token.accountId).add(token.grantId);
+});
+
+// revokeAccount ends every grant of accountId at the OP: its refresh and
+// access tokens are revoked and the grant destroyed, so the next refresh is
+// answered invalid_grant.
+async function revokeAccount(accountId) {
+  const ids = [...(grantsByAccount.get(accountId) ?? [])];
+  grantsByAccount.delete(accountId);
+  for (const id of ids) {
+    await provider.RefreshToken.revokeByGrantId(id);
+    await provider.AccessToken.revokeByGrantId(id);
+    await provider.Grant.adapter.destroy(id);
+    stats.grants_revoked += 1;
+  }
+  return ids.length;
+}
 provider.on('grant.revoked', () => { stats.grants_revoked += 1; });
 provider.on('end_session.success', () => { stats.end_session += 1; });
 provider.on('backchannel.success', () => { stats.backchannel_success += 1; });
@@ -254,8 +291,14 @@ provider.on('server_error', (_ctx, err) => {
   console.log(`op: server error: ${err?.stack ?? err}`);
 });
 
+// Set by POST /__token_delay.
+let tokenDelayMs = 0;
+
 // Count the endpoints that emit no success event of their own.
 provider.use(async (ctx, next) => {
+  if (tokenDelayMs > 0 && ctx.method === 'POST' && ctx.path === '/token') {
+    await new Promise((resolve) => { setTimeout(resolve, tokenDelayMs); });
+  }
   await next();
   if (ctx.status !== 200) return;
   if (ctx.oidc?.route === 'revocation') stats.revocations += 1;
@@ -274,6 +317,30 @@ server.on('request', (req, res) => {
     stats = zeroStats();
     res.writeHead(204);
     res.end();
+    return;
+  }
+  if (path === '/__token_delay' && req.method === 'POST') {
+    const ms = Number(new URL(req.url, issuer).searchParams.get('ms'));
+    if (!Number.isInteger(ms) || ms < 0 || ms > 60000) {
+      res.writeHead(400);
+      res.end();
+      return;
+    }
+    tokenDelayMs = ms;
+    res.writeHead(204);
+    res.end();
+    return;
+  }
+  if (path === '/__revoke' && req.method === 'POST') {
+    const sub = new URL(req.url, issuer).searchParams.get('sub') ?? '';
+    revokeAccount(sub).then((n) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ grants: n }));
+    }, (err) => {
+      console.log(`op: revoke failed: ${err?.stack ?? err}`);
+      res.writeHead(500);
+      res.end();
+    });
     return;
   }
   if (path === '/__tokens' && req.method === 'GET') {
