@@ -264,3 +264,40 @@ func redisLoginAll(t *testing.T, s *redisStack, users []string, par int, after f
 	}
 	return out
 }
+
+// redisMetrics scrapes a replica's /metrics and returns every sample of the
+// named metric families, keyed by the series as printed
+// (`name{label="v"}`).
+func redisMetrics(t *testing.T, adminURL string, names ...string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(adminURL + "/metrics")
+	if err != nil {
+		t.Fatalf("GET %s/metrics: %v", adminURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/metrics: %d, %v", adminURL, resp.StatusCode, err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		name, _, _ := strings.Cut(series, "{")
+		for _, n := range names {
+			if name == n {
+				var v float64
+				if _, err := fmt.Sscan(value, &v); err != nil {
+					t.Fatalf("metrics line %q: %v", line, err)
+				}
+				out[series] = v
+			}
+		}
+	}
+	return out
+}

@@ -69,35 +69,10 @@ func TestRedisTwoReplicasRefreshStorm(t *testing.T) {
 	waitUntil(t, time.Unix(lastExp, 0).Add(100*time.Millisecond), ttl+30*time.Second)
 	s.OP.Reset(t)
 
-	type result struct {
-		call redisCall
-		who  whoamiAnswer
-		err  error
-	}
-	results := make([][]result, nSessions)
-	for i := range results {
-		results[i] = make([]result, perSession)
-	}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, sess := range sessions {
-		for j := range perSession {
-			relay := s.Relays[(i*perSession+j)%2]
-			wg.Go(func() {
-				<-start
-				c := redisGet(client, relay.URL+"/api/whoami", sess.Ticket)
-				w, err := c.whoami()
-				results[i][j] = result{c, w, err}
-			})
-		}
-	}
-	stormBegan := time.Now()
-	close(start)
-	wg.Wait()
-	wall := time.Since(stormBegan)
+	results, wall := redisBurst(client, s, sessions, perSession)
 	st := s.OP.Stats(t)
 
-	var lat []time.Duration
+	lat := make([]time.Duration, 0, nSessions*perSession)
 	failed := 0
 	for i, sess := range sessions {
 		jtis := map[string]int{}
@@ -139,10 +114,29 @@ func TestRedisTwoReplicasRefreshStorm(t *testing.T) {
 	if st.RefreshConsumed != nSessions {
 		t.Errorf("storm: the OP rotated away %d refresh tokens, want %d", st.RefreshConsumed, nSessions)
 	}
-	redisSortDurations(lat)
-	t.Logf("storm: %d sessions × %d concurrent requests over 2 replicas: %d refreshes at the OP, wall %s, latency p50 %s p99 %s max %s",
-		nSessions, perSession, st.RefreshSuccess, wall.Round(time.Millisecond),
-		redisPercentile(lat, 50).Round(time.Microsecond), redisPercentile(lat, 99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+	t.Logf("storm: %d sessions × %d concurrent requests over 2 replicas: %d refreshes at the OP, wall %s, latency %s",
+		nSessions, perSession, st.RefreshSuccess, wall.Round(time.Millisecond), redisLatency(lat))
+
+	// tokenrelay's own count: the replicas together called the token
+	// endpoint once per session, and every call succeeded.
+	byResult := map[string]float64{}
+	for _, r := range s.Relays {
+		m := redisMetrics(t, r.AdminURL, "tokenrelay_refresh_total", "tokenrelay_refresh_shared_total",
+			"tokenrelay_refresh_duration_seconds_sum", "tokenrelay_refresh_duration_seconds_count",
+			"tokenrelay_refresh_lock_wait_seconds_sum", "tokenrelay_refresh_lock_wait_seconds_count")
+		for _, res := range []string{"success", "rejected", "failed", "lost_race"} {
+			byResult[res] += m[`tokenrelay_refresh_total{result="`+res+`"}`]
+		}
+		t.Logf("replica %s: refresh_total success %v lost_race %v, shared %v, token endpoint mean %s over %v calls, lock wait mean %s over %v waits",
+			r.URL, m[`tokenrelay_refresh_total{result="success"}`], m[`tokenrelay_refresh_total{result="lost_race"}`],
+			m["tokenrelay_refresh_shared_total"],
+			redisMean(m["tokenrelay_refresh_duration_seconds_sum"], m["tokenrelay_refresh_duration_seconds_count"]), m["tokenrelay_refresh_duration_seconds_count"],
+			redisMean(m["tokenrelay_refresh_lock_wait_seconds_sum"], m["tokenrelay_refresh_lock_wait_seconds_count"]), m["tokenrelay_refresh_lock_wait_seconds_count"])
+	}
+	if byResult["success"] != nSessions || byResult["rejected"] != 0 || byResult["failed"] != 0 {
+		t.Errorf("the replicas' tokenrelay_refresh_total sums to success %v, rejected %v, failed %v; want %d, 0, 0",
+			byResult["success"], byResult["rejected"], byResult["failed"], nSessions)
+	}
 	if t.Failed() {
 		return
 	}
@@ -161,7 +155,75 @@ func TestRedisTwoReplicasRefreshStorm(t *testing.T) {
 		t.Errorf("after the storm the OP counted %d refreshes, want still %d", got, nSessions)
 	}
 
+	// The same burst with fresh tokens, for comparison: what the storm
+	// costs over the steady state on this machine.
+	fresh, freshWall := redisBurst(client, s, sessions, perSession)
+	lat = lat[:0]
+	for i := range fresh {
+		for _, r := range fresh[i] {
+			if r.err != nil {
+				t.Errorf("fresh burst: %v", r.err)
+			}
+			lat = append(lat, r.call.Elapsed)
+		}
+	}
+	t.Logf("the same burst with fresh tokens: wall %s, latency %s", freshWall.Round(time.Millisecond), redisLatency(lat))
+	if got := s.OP.Stats(t).RefreshSuccess; got != nSessions {
+		t.Errorf("after a burst with fresh tokens the OP counted %d refreshes, want still %d", got, nSessions)
+	}
+
 	redisCheckKeys(t, s, sessions)
+}
+
+// redisResult is one request of a burst.
+type redisResult struct {
+	call redisCall
+	who  whoamiAnswer
+	err  error
+}
+
+// redisBurst sends perSession concurrent GET /api/whoami for every session
+// at once, request k of the burst to replica k mod len(s.Relays), and
+// returns the results by session and the burst's wall time.
+func redisBurst(client *http.Client, s *redisStack, sessions []redisSession, perSession int) ([][]redisResult, time.Duration) {
+	results := make([][]redisResult, len(sessions))
+	for i := range results {
+		results[i] = make([]redisResult, perSession)
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, sess := range sessions {
+		for j := range perSession {
+			relay := s.Relays[(i*perSession+j)%len(s.Relays)]
+			wg.Go(func() {
+				<-start
+				c := redisGet(client, relay.URL+"/api/whoami", sess.Ticket)
+				w, err := c.whoami()
+				results[i][j] = redisResult{c, w, err}
+			})
+		}
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	return results, time.Since(began)
+}
+
+// redisLatency formats p50, p99 and max of d (sorted in place).
+func redisLatency(d []time.Duration) string {
+	if len(d) == 0 {
+		return "n/a"
+	}
+	redisSortDurations(d)
+	return fmt.Sprintf("p50 %s p99 %s max %s", redisPercentile(d, 50).Round(time.Microsecond),
+		redisPercentile(d, 99).Round(time.Microsecond), d[len(d)-1].Round(time.Microsecond))
+}
+
+func redisMean(sum, count float64) time.Duration {
+	if count == 0 {
+		return 0
+	}
+	return time.Duration(sum / count * float64(time.Second)).Round(time.Microsecond)
 }
 
 // redisCheckKeys checks what Redis holds for the sessions: one record per
