@@ -134,7 +134,9 @@ func (s *SessionConfig) setDefaults() {
 
 // RouteName derives a route's metric name from its path: "/api/" -> "api",
 // "/api/v1/" -> "api_v1", "/" -> "root". Characters outside [a-z0-9] become
-// "_".
+// "_". A name that would be one of the proxy's reserved labels ("auth" and
+// "unmatched", e.g. for a custom backend's "/auth/" route) gets the suffix
+// "_route".
 func RouteName(path string) string {
 	var b strings.Builder
 	underscore := false
@@ -148,11 +150,18 @@ func RouteName(path string) string {
 		}
 	}
 	name := strings.TrimRight(b.String(), "_")
-	if name == "" {
+	switch {
+	case name == "":
 		return "root"
+	case reservedRouteName(name):
+		return name + "_route"
 	}
 	return name
 }
+
+// reservedRouteName reports whether name is a metric label the proxy uses
+// for its own requests (the auth endpoints and requests no route serves).
+func reservedRouteName(name string) bool { return name == "auth" || name == "unmatched" }
 
 // RedirectURL is the OAuth2 redirect URI: public_url + auth_prefix +
 // "/callback".

@@ -237,6 +237,10 @@ func TestRouteName(t *testing.T) {
 		{"/-/", "root"},
 		{"/ü/", "root"},
 		{"/a.b/", "a_b"},
+		{"/auth/", "auth_route"},
+		{"/Auth", "auth_route"},
+		{"/unmatched/", "unmatched_route"},
+		{"/auth/login", "auth_login"},
 	}
 	for _, tt := range tests {
 		if got := RouteName(tt.path); got != tt.want {

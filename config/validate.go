@@ -398,6 +398,8 @@ func (v *validator) routes(c *Config) {
 		}
 		if !validRouteName(r.Name) {
 			v.add(base+".name", "must match [a-z0-9_]+")
+		} else if reservedRouteName(r.Name) {
+			v.add(base+".name", "%q is reserved for tokenrelay's own metrics (choose another name)", r.Name)
 		} else if j, dup := names[r.Name]; dup {
 			v.add(base+".name", "%q duplicates routes[%d].name (set a name explicitly)", r.Name, j)
 		} else {

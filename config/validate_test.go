@@ -206,6 +206,7 @@ func TestValidateProblems(t *testing.T) {
 				{Name: "api", Path: "/x/", Upstream: "127.0.0.1:3000", Auth: "maybe", OnUnauthenticated: "login"},
 				{Name: "Bad-Name", Path: "/x/", Upstream: "ws://127.0.0.1", Auth: "none", OnUnauthenticated: "auto"},
 				{Name: "auth", Path: "/.auth/", Upstream: "https://127.0.0.1", Auth: "none", OnUnauthenticated: "auto"},
+				{Name: "unmatched", Path: "/u/", Upstream: "https://127.0.0.1", Auth: "none", OnUnauthenticated: "auto"},
 			}
 		}, []string{
 			`routes[0].path: must be a path starting with "/"`,
@@ -217,6 +218,8 @@ func TestValidateProblems(t *testing.T) {
 			"routes[2].name: must match [a-z0-9_]+",
 			"routes[2].upstream: must be an http or https URL",
 			`routes[3].path: must not be under auth_prefix "/.auth"`,
+			`routes[3].name: "auth" is reserved for tokenrelay's own metrics (choose another name)`,
+			`routes[4].name: "unmatched" is reserved for tokenrelay's own metrics (choose another name)`,
 		}},
 		{"no routes", func(c *Config) { c.Routes = nil }, []string{"routes: at least one route is required"}},
 		{"tls files needs cert and key", func(c *Config) { c.TLS.Mode = "files" },
