@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -300,4 +302,58 @@ func redisMetrics(t *testing.T, adminURL string, names ...string) map[string]flo
 		}
 	}
 	return out
+}
+
+// redisOPSID returns the one sid the OP holds for account (GET /__tokens).
+func redisOPSID(t *testing.T, o *op, account string) string {
+	t.Helper()
+	resp, err := o.client.Get(o.Issuer + "/__tokens?account=" + url.QueryEscape(account))
+	if err != nil {
+		t.Fatalf("op tokens: %v", err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		SIDs []string `json:"sids"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("op tokens for %s: status %d, %v", account, resp.StatusCode, err)
+	}
+	if len(v.SIDs) != 1 {
+		t.Fatalf("the OP holds %d sids for %s, want 1", len(v.SIDs), account)
+	}
+	return v.SIDs[0]
+}
+
+// redisOPBackchannel has the OP send its back-channel logout token for
+// account and sid to the client's back-channel URI (replica 0).
+func redisOPBackchannel(t *testing.T, o *op, account, sid string) {
+	t.Helper()
+	resp, err := o.client.Post(o.Issuer+"/__backchannel-logout?account="+url.QueryEscape(account)+"&sid="+url.QueryEscape(sid), "", nil)
+	if err != nil {
+		t.Fatalf("op back-channel logout: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		t.Fatalf("op back-channel logout = %d %s, want 200 (tokenrelay accepted the logout token)", resp.StatusCode, body)
+	}
+}
+
+// redisIndexKey is the Redis key of the back-channel index of a sid or sub
+// ("sid" or "sub") of the issuer, as the session package builds it.
+func redisIndexKey(kind, issuer, value string) string {
+	sum := sha256.Sum256([]byte(issuer + "\x00" + value))
+	return redisKeyPrefix + "ix:" + kind + ":" + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// redisRecordKey is the Redis key of the record of the session a ticket
+// names, without the prefix when bare is set (index members are bare).
+func redisRecordKey(t *testing.T, ticket string, bare bool) string {
+	t.Helper()
+	sum := sha256.Sum256(redisTicketID(t, ticket))
+	k := "s:{" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}"
+	if bare {
+		return k
+	}
+	return redisKeyPrefix + k
 }

@@ -318,11 +318,15 @@ func redisCheckKeys(t *testing.T, s *redisStack, sessions []redisSession) {
 // TestRedisOutage (issue 3): while redis-server is down, requests that need
 // a session get 503 store_unavailable with Retry-After, /readyz fails and
 // /healthz does not; once Redis is back on the same port (its append-only
-// file reloaded), /readyz recovers and the same sessions work again.
+// file reloaded), /readyz recovers and the same sessions work again on both
+// replicas. Then the back-channel index, itself reloaded from the
+// append-only file, still works: the OP's logout token for one user's sid,
+// sent to replica A, ends that session on both replicas and removes its
+// record and sid index from Redis; the other user's session, record and
+// index stay.
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
-	s := startRedisStack(t, redisStackOptions{Replicas: 1, AccessTTL: 120 * time.Second})
-	r := s.Relays[0]
+	s := startRedisStack(t, redisStackOptions{Replicas: 2, AccessTTL: 120 * time.Second})
 	client := &http.Client{Timeout: 10 * time.Second}
 	sessions := redisLoginAll(t, s, []string{"outage-ann", "outage-ben"}, 2, nil)
 
@@ -337,52 +341,107 @@ func TestRedisOutage(t *testing.T) {
 
 	s.Redis.Stop(t)
 
-	for _, sess := range sessions {
-		for _, path := range []string{"/api/whoami", "/.auth/session"} {
-			c := redisGet(client, r.URL+path, sess.Ticket)
-			if c.Err != nil {
-				t.Fatalf("GET %s with Redis down: %v", path, c.Err)
-			}
-			var body struct {
-				Error   string `json:"error"`
-				Message string `json:"message"`
-			}
-			jsonErr := json.Unmarshal(c.Body, &body)
-			if c.Status != http.StatusServiceUnavailable || jsonErr != nil || body.Error != "store_unavailable" || body.Message == "" {
-				t.Errorf("GET %s (%s) with Redis down = %d %s, want 503 {\"error\":\"store_unavailable\",\"message\":…}", path, sess.User, c.Status, c.Body)
-			}
-			if got, want := c.Header.Get("Retry-After"), "1"; got != want {
-				t.Errorf("GET %s with Redis down: Retry-After = %q, want %q", path, got, want)
-			}
-			if got := c.Header.Get("Content-Type"); !strings.HasPrefix(got, "application/json") {
-				t.Errorf("GET %s with Redis down: Content-Type = %q, want application/json", path, got)
-			}
-			if got := c.Header.Values("Set-Cookie"); len(got) != 0 {
-				t.Errorf("GET %s with Redis down: Set-Cookie %q, want none (the session is kept)", path, got)
+	for _, r := range s.Relays {
+		for _, sess := range sessions {
+			for _, path := range []string{"/api/whoami", "/.auth/session"} {
+				c := redisGet(client, r.URL+path, sess.Ticket)
+				if c.Err != nil {
+					t.Fatalf("GET %s%s with Redis down: %v", r.URL, path, c.Err)
+				}
+				var body struct {
+					Error   string `json:"error"`
+					Message string `json:"message"`
+				}
+				jsonErr := json.Unmarshal(c.Body, &body)
+				if c.Status != http.StatusServiceUnavailable || jsonErr != nil || body.Error != "store_unavailable" || body.Message == "" {
+					t.Errorf("GET %s%s (%s) with Redis down = %d %s, want 503 {\"error\":\"store_unavailable\",\"message\":…}", r.URL, path, sess.User, c.Status, c.Body)
+				}
+				if got, want := c.Header.Get("Retry-After"), "1"; got != want {
+					t.Errorf("GET %s with Redis down: Retry-After = %q, want %q", path, got, want)
+				}
+				if got := c.Header.Get("Content-Type"); !strings.HasPrefix(got, "application/json") {
+					t.Errorf("GET %s with Redis down: Content-Type = %q, want application/json", path, got)
+				}
+				if got := c.Header.Values("Set-Cookie"); len(got) != 0 {
+					t.Errorf("GET %s with Redis down: Set-Cookie %q, want none (the session is kept)", path, got)
+				}
 			}
 		}
-	}
-	if got, want := statusOf(r.AdminURL+"/readyz"), http.StatusServiceUnavailable; got != want {
-		t.Errorf("/readyz with Redis down = %d, want %d", got, want)
-	}
-	if got, want := statusOf(r.AdminURL+"/healthz"), http.StatusOK; got != want {
-		t.Errorf("/healthz with Redis down = %d, want %d", got, want)
+		if got, want := statusOf(r.AdminURL+"/readyz"), http.StatusServiceUnavailable; got != want {
+			t.Errorf("%s/readyz with Redis down = %d, want %d", r.AdminURL, got, want)
+		}
+		if got, want := statusOf(r.AdminURL+"/healthz"), http.StatusOK; got != want {
+			t.Errorf("%s/healthz with Redis down = %d, want %d", r.AdminURL, got, want)
+		}
 	}
 
 	s.Redis.Restart(t)
-	waitReady(t, r.Proc, r.AdminURL+"/readyz", 30*time.Second)
+	for _, r := range s.Relays {
+		waitReady(t, r.Proc, r.AdminURL+"/readyz", 30*time.Second)
+	}
 
-	for _, sess := range sessions {
-		got, err := redisGet(client, r.URL+"/api/whoami", sess.Ticket).whoami()
-		if err != nil || got.Sub != sess.User || got.JTI != sess.Login.JTI {
-			t.Errorf("after Redis came back, session %s: sub %q jti %q, error %v; want sub %q with the login's token %q",
-				sess.User, got.Sub, got.JTI, err, sess.User, sess.Login.JTI)
+	for _, r := range s.Relays {
+		for _, sess := range sessions {
+			got, err := redisGet(client, r.URL+"/api/whoami", sess.Ticket).whoami()
+			if err != nil || got.Sub != sess.User || got.JTI != sess.Login.JTI {
+				t.Errorf("after Redis came back, session %s on %s: sub %q jti %q, error %v; want sub %q with the login's token %q",
+					sess.User, r.URL, got.Sub, got.JTI, err, sess.User, sess.Login.JTI)
+			}
 		}
 	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Back-channel logout of ann's sid, through the index in Redis.
+	ann, ben := sessions[0], sessions[1]
+	ctx := t.Context()
+	rdb := s.Redis.Client(t)
+	annSID, benSID := redisOPSID(t, s.OP, ann.User), redisOPSID(t, s.OP, ben.User)
+	annIndex, benIndex := redisIndexKey("sid", s.OP.Issuer, annSID), redisIndexKey("sid", s.OP.Issuer, benSID)
+	for _, tt := range []struct {
+		sess  redisSession
+		index string
+	}{{ann, annIndex}, {ben, benIndex}} {
+		got, err := rdb.SMembers(ctx, tt.index).Result()
+		if want := redisRecordKey(t, tt.sess.Ticket, true); err != nil || len(got) != 1 || got[0] != want {
+			t.Fatalf("SMEMBERS of %s's sid index = %q, %v; want [%q]", tt.sess.User, got, err, want)
+		}
+	}
+	redisOPBackchannel(t, s.OP, ann.User, annSID)
+
+	for _, r := range s.Relays {
+		c := redisGet(client, r.URL+"/api/whoami", ann.Ticket)
+		var body struct {
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(c.Body, &body); c.Err != nil || err != nil || c.Status != http.StatusUnauthorized || body.Error != "login_required" {
+			t.Errorf("%s's GET %s/api/whoami after back-channel logout = %d %s (%v), want 401 login_required", ann.User, r.URL, c.Status, c.Body, c.Err)
+		}
+		if got, err := redisGet(client, r.URL+"/api/whoami", ben.Ticket).whoami(); err != nil || got.Sub != ben.User {
+			t.Errorf("%s's session on %s after %s's back-channel logout: sub %q, %v; want sub %q", ben.User, r.URL, ann.User, got.Sub, err, ben.User)
+		}
+	}
+	for _, tt := range []struct {
+		key  string
+		want int64
+	}{
+		{redisRecordKey(t, ann.Ticket, false), 0},
+		{annIndex, 0},
+		{redisRecordKey(t, ben.Ticket, false), 1},
+		{benIndex, 1},
+	} {
+		if got, err := rdb.Exists(ctx, tt.key).Result(); err != nil || got != tt.want {
+			t.Errorf("EXISTS %s after the back-channel logout = %d, %v; want %d", tt.key, got, err, tt.want)
+		}
+	}
+
 	if st := s.OP.Stats(t); st.RefreshSuccess+st.RefreshError != 0 || st.InvalidGrant != 0 {
 		t.Errorf("the OP counted %d refreshes, %d failed, %d invalid_grant; want none", st.RefreshSuccess, st.RefreshError, st.InvalidGrant)
 	}
-	if out, _ := r.Proc.log.snapshot(); strings.Contains(out, "panic") {
-		t.Errorf("tokenrelay's output mentions a panic (see %s)", r.Proc.logPath)
+	for _, r := range s.Relays {
+		if out, _ := r.Proc.log.snapshot(); strings.Contains(out, "panic") {
+			t.Errorf("%s's output mentions a panic (see %s)", r.Proc.name, r.Proc.logPath)
+		}
 	}
 }
