@@ -381,7 +381,9 @@ func TestSecurityLogout(t *testing.T) {
 	secrets = append(secrets, idToken, ticket, res.CallbackURL.Query().Get("code"), res.CallbackURL.Query().Get("state"))
 	// The ticket's key half alone too (characters 22+ hold only key bits):
 	// with it, the sealed record opens.
-	secrets = append(secrets, ticket[22:])
+	// The session id half (characters 0-20 hold only id bits) must not be
+	// logged either: logs name a session by a hash of its id.
+	secrets = append(secrets, ticket[22:], ticket[:21])
 	logText, _ := s.Relays[0].log.snapshot()
 	if n := strings.Count(logText, "\n"); n < 10 {
 		t.Fatalf("tokenrelay logged %d lines, want a debug-level run (at least 10)", n)
