@@ -243,13 +243,24 @@ func parseForms(page observed) []form {
 		if f.Method == "" {
 			f.Method = http.MethodGet
 		}
+		submitted := false
 		for _, in := range inputRE.FindAllStringSubmatch(m[2], -1) {
 			a := parseAttrs(in[1])
 			name, ok := a["name"]
 			if !ok || name == "" {
 				continue
 			}
-			if t := strings.ToLower(a["type"]); t == "submit" || t == "button" || t == "reset" || strings.HasPrefix(strings.ToLower(in[0]), "<button") {
+			isButton := strings.HasPrefix(strings.ToLower(in[0]), "<button")
+			switch typ := strings.ToLower(a["type"]); {
+			case typ == "button" || typ == "reset":
+				continue
+			case typ == "submit" || (isButton && typ == ""):
+				// A user clicks the first named submit button (the
+				// provider's "yes"): its name and value are sent.
+				if !submitted {
+					f.Values.Add(name, a["value"])
+					submitted = true
+				}
 				continue
 			}
 			f.Values.Add(name, a["value"])

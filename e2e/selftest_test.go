@@ -38,7 +38,8 @@ func TestLeaks(t *testing.T) {
 
 // TestParseForms checks the generic form parser on the shapes the
 // provider's pages use: quoted and unquoted attributes, entities, hidden
-// inputs, buttons left out, relative actions resolved.
+// inputs, the first named submit button as if clicked, other buttons left
+// out, relative actions resolved.
 func TestParseForms(t *testing.T) {
 	u, _ := url.Parse("http://127.0.0.1:9/interaction/abc")
 	page := observed{URL: u, Body: []byte(`<html><body>
@@ -47,7 +48,9 @@ func TestParseForms(t *testing.T) {
   <input required type=text name=login placeholder="Enter any login" autofocus="on">
   <input required type="password" name="password" placeholder="and password" >
   <input type="hidden" name='q' value="a&amp;b">
-  <button type="submit" name="go" class="login login-submit">Sign-in</button>
+  <button type="button" name="help">?</button>
+  <button name="logout" value="yes">Yes</button>
+  <button type="submit" name="logout" value="no">No</button>
 </form>
 <form action="search"><input name="s" value="x"></form>
 </body></html>`)}
@@ -64,8 +67,11 @@ func TestParseForms(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"login", "password", "prompt", "q"}; !slices.Equal(keys, want) {
+	if want := []string{"login", "logout", "password", "prompt", "q"}; !slices.Equal(keys, want) {
 		t.Errorf("form 0 inputs = %q, want %q", keys, want)
+	}
+	if got := f.Values["logout"]; !slices.Equal(got, []string{"yes"}) {
+		t.Errorf("submit button values = %q, want only the first one's [yes]", got)
 	}
 	if got := f.Values.Get("q"); got != "a&b" {
 		t.Errorf("entity-decoded value = %q, want %q", got, "a&b")

@@ -185,7 +185,23 @@ function configuration() {
       revocation: { enabled: true },
       introspection: { enabled: true },
       backchannelLogout: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        // The default page loads web fonts from the internet; this one is
+        // self-contained, with the "yes" button inside the form, as a
+        // browser (or the test's form-filling client) expects.
+        logoutSource: async (ctx, form) => {
+          const buttons = '<button autofocus type="submit" name="logout" value="yes">Yes, sign me out</button>\n'
+            + '<button type="submit">No, stay signed in</button>\n</form>';
+          ctx.type = 'html';
+          ctx.body = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign out</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 30rem; margin: 3rem auto">
+<h1>Sign out of the demo OpenID Provider?</h1>
+${form.replace('</form>', buttons)}
+</body></html>`;
+        },
+      },
       // Access tokens are JWTs signed by the OP for one resource (the API),
       // requested or not: the API verifies them against the OP's JWKS.
       resourceIndicators: {
