@@ -121,11 +121,16 @@ func TestRedisTwoReplicasRefreshStorm(t *testing.T) {
 	// endpoint once per session, and every call succeeded.
 	byResult := map[string]float64{}
 	for _, r := range s.Relays {
-		m := redisMetrics(t, r.AdminURL, "tokenrelay_refresh_total", "tokenrelay_refresh_shared_total",
+		m := redisMetrics(t, r.AdminURL, "tokenrelay_refresh_total", "tokenrelay_refresh_shared_total", "tokenrelay_store_errors_total",
 			"tokenrelay_refresh_duration_seconds_sum", "tokenrelay_refresh_duration_seconds_count",
 			"tokenrelay_refresh_lock_wait_seconds_sum", "tokenrelay_refresh_lock_wait_seconds_count")
 		for _, res := range []string{"success", "rejected", "failed", "lost_race"} {
 			byResult[res] += m[`tokenrelay_refresh_total{result="`+res+`"}`]
+		}
+		for series, v := range m {
+			if strings.HasPrefix(series, "tokenrelay_store_errors_total") && v != 0 {
+				t.Errorf("replica %s: %s = %v, want 0", r.URL, series, v)
+			}
 		}
 		t.Logf("replica %s: refresh_total success %v lost_race %v, shared %v, token endpoint mean %s over %v calls, lock wait mean %s over %v waits",
 			r.URL, m[`tokenrelay_refresh_total{result="success"}`], m[`tokenrelay_refresh_total{result="lost_race"}`],
