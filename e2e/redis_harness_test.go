@@ -244,7 +244,9 @@ func redisSortDurations(d []time.Duration) {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 }
 
-// redisLoginAll logs users in with at most par logins at once.
+// redisLoginAll logs users in with at most par logins at once. A failed
+// login ends its own goroutine (t.Fatalf is runtime.Goexit there; the
+// deferred releases still run) and the test stops once all have returned.
 func redisLoginAll(t *testing.T, s *redisStack, users []string, par int, after func(i int, sess redisSession)) []redisSession {
 	t.Helper()
 	out := make([]redisSession, len(users))
