@@ -191,7 +191,9 @@ type loaded struct {
 }
 
 // load reads and opens the session of t and enforces the absolute lifetime.
-func (m *Manager) load(ctx context.Context, t Ticket) (*loaded, error) {
+// Without withClaims the record's Claims stay nil (the request path needs
+// only the tokens); such a record must not be saved.
+func (m *Manager) load(ctx context.Context, t Ticket, withClaims bool) (*loaded, error) {
 	key := sessionKey(t.ID)
 	e, err := m.store.Get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
@@ -200,7 +202,7 @@ func (m *Manager) load(ctx context.Context, t Ticket) (*loaded, error) {
 	if err != nil {
 		return nil, m.storeErr(ctx, opGet, err)
 	}
-	rec, err := m.seal.openRecord(t, key, e.Data)
+	rec, err := m.seal.openRecordClaims(t, key, e.Data, withClaims)
 	if err != nil {
 		// Wrong per-session key, tampered or foreign record: the cookie
 		// does not own this entry. Never delete it.
@@ -303,7 +305,7 @@ func (m *Manager) Create(ctx context.Context, rec Record, via string) (Ticket, e
 // Errors: ErrNoSession (missing, expired, wrong key), ErrSessionExpired
 // (absolute lifetime over), ErrStoreUnavailable.
 func (m *Manager) Load(ctx context.Context, t Ticket) (*Session, error) {
-	l, err := m.load(ctx, t)
+	l, err := m.load(ctx, t, true)
 	if err != nil {
 		return nil, err
 	}

@@ -129,15 +129,32 @@ func (d *decoder) token() secret.String {
 	if n == 0 {
 		return secret.String(d.str())
 	}
-	var out []byte
+	// Collect the segments first so the text is built in one allocation:
+	// this runs for every token of every request.
+	var segs [maxSegments][]byte
+	size := n - 1
 	for i := range n {
-		seg := d.bytes()
-		if i > 0 {
-			out = append(out, '.')
-		}
-		out = base64.RawURLEncoding.AppendEncode(out, seg)
+		segs[i] = d.bytes()
+		size += base64.RawURLEncoding.EncodedLen(len(segs[i]))
 	}
-	return secret.String(out)
+	if d.err != nil {
+		return ""
+	}
+	var out strings.Builder
+	out.Grow(size)
+	var buf [256]byte
+	for i, seg := range segs[:n] {
+		if i > 0 {
+			out.WriteByte('.')
+		}
+		for len(seg) > 0 {
+			// 192 input bytes encode to exactly 256, without padding.
+			chunk := seg[:min(len(seg), 192)]
+			seg = seg[len(chunk):]
+			out.Write(base64.RawURLEncoding.AppendEncode(buf[:0], chunk))
+		}
+	}
+	return secret.String(out.String())
 }
 
 func (d *decoder) time() time.Time {
@@ -189,7 +206,13 @@ func encodeRecord(rec *Record) ([]byte, error) {
 
 // decodeRecord reverses encodeRecord. Claim numbers decode as json.Number,
 // so they re-encode exactly as the provider sent them.
-func decodeRecord(b []byte) (*Record, error) {
+func decodeRecord(b []byte) (*Record, error) { return decodeRecordClaims(b, true) }
+
+// decodeRecordClaims decodes a record, leaving Claims nil unless withClaims
+// is set: the request path needs the tokens, not the identity claims, whose
+// JSON decoding would cost more than the rest of opening the record. A
+// record decoded without its claims must never be encoded and saved.
+func decodeRecordClaims(b []byte, withClaims bool) (*Record, error) {
 	d := decoder{b: b}
 	rec := &Record{
 		AccessToken:   d.token(),
@@ -206,7 +229,7 @@ func decodeRecord(b []byte) (*Record, error) {
 	if err := d.done(); err != nil {
 		return nil, err
 	}
-	if len(claims) > 0 {
+	if len(claims) > 0 && withClaims {
 		dec := json.NewDecoder(bytes.NewReader(claims))
 		dec.UseNumber()
 		if err := dec.Decode(&rec.Claims); err != nil || rec.Claims == nil || dec.More() {

@@ -113,7 +113,10 @@ type pendingSave struct {
 // A session without a refresh token serves its access token until it
 // expires, then ends.
 func (m *Manager) AccessToken(ctx context.Context, t Ticket, rejected secret.String) (AccessToken, error) {
-	l, err := m.load(ctx, t)
+	// The claims are not needed here: l.rec is only classified, served and
+	// (by remove) looked up for its sid and sub, never saved; the refresh
+	// flight re-reads the full record before it writes.
+	l, err := m.load(ctx, t, false)
 	if err != nil {
 		return AccessToken{}, err
 	}

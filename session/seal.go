@@ -124,6 +124,12 @@ func (s *sealer) sealRecord(t Ticket, storeKey string, rec *Record) ([]byte, err
 // openRecord reverses sealRecord, trying the current secret, then the
 // previous ones. Every failure is errOpen.
 func (s *sealer) openRecord(t Ticket, storeKey string, data []byte) (*Record, error) {
+	return s.openRecordClaims(t, storeKey, data, true)
+}
+
+// openRecordClaims is openRecord, decoding the identity claims only when
+// withClaims is set (see decodeRecordClaims).
+func (s *sealer) openRecordClaims(t Ticket, storeKey string, data []byte, withClaims bool) (*Record, error) {
 	for _, sec := range s.secrets {
 		aead, err := s.sessionAEAD(t, sec)
 		if err != nil {
@@ -133,7 +139,7 @@ func (s *sealer) openRecord(t Ticket, storeKey string, data []byte) (*Record, er
 		if err != nil {
 			continue
 		}
-		rec, err := decodeRecord(plain)
+		rec, err := decodeRecordClaims(plain, withClaims)
 		if err != nil {
 			// Authentic but undecodable: a bug or a future layout, not a
 			// forgery. It still opens nothing.
