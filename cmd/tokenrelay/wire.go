@@ -36,6 +36,11 @@ type app struct {
 // identity provider's metadata or keys have not loaded yet.
 var errProviderLoading = errors.New("identity provider metadata not loaded yet")
 
+// errBuild marks a load failure after the provider loaded: the session
+// manager or the proxy refused the configuration. Retrying cannot help (and
+// would register the manager's metrics twice), so it is fatal at start.
+var errBuild = errors.New("cannot build the request path")
+
 // Backoff between attempts to load the provider's metadata at start.
 const (
 	providerRetryMin = time.Second
@@ -91,7 +96,11 @@ func buildApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg 
 	}
 	loadCtx, stopLoading := context.WithCancel(ctx)
 	done := make(chan struct{})
-	if err := w.load(loadCtx); err != nil {
+	if err := w.load(loadCtx); errors.Is(err, errBuild) {
+		stopLoading()
+		closeBackend()
+		return nil, err
+	} else if err != nil {
 		logger.Error("identity provider not available yet; retrying in the background", "error", err)
 		go func() {
 			defer close(done)
@@ -180,6 +189,10 @@ func (w *wiring) retryLoad(ctx context.Context) {
 			w.logger.Info("identity provider loaded")
 			return
 		}
+		if errors.Is(err, errBuild) {
+			w.logger.Error("identity provider loaded, but the request path cannot be built; not retrying", "error", err)
+			return
+		}
 		w.logger.Error("identity provider not available yet; retrying", "error", err, "retry_in", wait)
 		wait = min(2*wait, providerRetryMax)
 	}
@@ -211,12 +224,12 @@ func (w *wiring) load(ctx context.Context) error {
 	})
 	if err != nil {
 		p.Close()
-		return fmt.Errorf("session manager: %w", err)
+		return fmt.Errorf("%w: session manager: %w", errBuild, err)
 	}
 	h, err := proxy.New(proxyOptions(cfg, m, p, w.upstream, w.logger, w.reg))
 	if err != nil {
 		p.Close()
-		return fmt.Errorf("proxy: %w", err)
+		return fmt.Errorf("%w: %w", errBuild, err)
 	}
 	w.provider.Store(p)
 	w.manager.Store(m)
