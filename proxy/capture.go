@@ -14,8 +14,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/session"
 )
 
-// maxCaptureBody is the largest login answer read to capture tokens; a
-// larger one passes through untouched.
+// maxCaptureBody is the largest login answer read to capture tokens. A
+// larger 2xx JSON answer is refused (it may hold tokens tokenrelay did not
+// read), never handed to the browser as it is.
 const maxCaptureBody = 1 << 20
 
 // CaptureRoute is a login or signup endpoint of a custom backend whose 2xx
@@ -58,8 +59,8 @@ func (h *Handler) modifyResponse(res *http.Response) error {
 }
 
 // captureTokens turns a successful login answer into a session. Answers
-// that are not 2xx JSON of at most 1 MiB, or that carry no access token,
-// pass untouched. An answer that carries tokens tokenrelay cannot keep (a
+// that are not 2xx JSON, or that carry no access token, pass untouched. An
+// answer that may carry tokens tokenrelay cannot keep (over 1 MiB, a
 // compressed body, a mapping error, a failed session write) is refused with
 // an error rather than handed to the browser with the tokens in it.
 func (h *Handler) captureTokens(res *http.Response, st *requestState) error {
@@ -67,7 +68,7 @@ func (h *Handler) captureTokens(res *http.Response, st *requestState) error {
 		return nil
 	}
 	if res.ContentLength > maxCaptureBody {
-		return nil
+		return fmt.Errorf("proxy: capture: answer of %d bytes, over %d: %w", res.ContentLength, maxCaptureBody, errCaptureFailed)
 	}
 	if ce := res.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return fmt.Errorf("proxy: capture: answer encoded as %q despite Accept-Encoding identity: %w", ce, errCaptureFailed)
@@ -77,11 +78,8 @@ func (h *Handler) captureTokens(res *http.Response, st *requestState) error {
 		return fmt.Errorf("proxy: capture: read answer: %w", err)
 	}
 	if len(body) > maxCaptureBody {
-		res.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(body), res.Body), res.Body}
-		return nil
+		_ = res.Body.Close()
+		return fmt.Errorf("proxy: capture: answer over %d bytes: %w", maxCaptureBody, errCaptureFailed)
 	}
 	_ = res.Body.Close()
 	res.Body = io.NopCloser(bytes.NewReader(body))

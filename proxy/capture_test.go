@@ -205,28 +205,49 @@ func TestTokenCaptureStoreDown(t *testing.T) {
 	}
 }
 
-func TestTokenCaptureLargeAnswerUntouched(t *testing.T) {
-	big := `{"accessToken":"at","pad":"` + strings.Repeat("x", maxCaptureBody) + `"}`
-	up := newPxUpstream(t, "up", func(w http.ResponseWriter, r *http.Request, body []byte) {
-		w.Header().Set("Content-Type", "application/json")
-		// No Content-Length: the size is found while reading.
-		w.(http.Flusher).Flush()
-		_, _ = io.WriteString(w, big)
-	})
-	e := newPxEnv(t, Options{
-		Routes:        []Route{{Name: "auth_api", Path: "/auth/", Upstream: up.url(), Auth: AuthNone}},
-		CaptureRoutes: []CaptureRoute{{Path: "/auth/login"}},
-	})
-	calls := 0
-	e.provider.capture = func(b []byte) (*idp.Token, *idp.Identity, []byte, bool, error) {
-		calls++
-		return xanoCapture(b)
+// TestTokenCaptureLargeAnswerRefused: a 2xx JSON login answer over the
+// capture limit may hold tokens that were not read: it is refused with 502
+// token_capture_failed, never handed to the browser as it is, whether its
+// size is declared or found while reading.
+func TestTokenCaptureLargeAnswerRefused(t *testing.T) {
+	big := `{"accessToken":"at-CAPTURED","pad":"` + strings.Repeat("x", maxCaptureBody) + `"}`
+	tests := []struct {
+		name     string
+		declared bool
+	}{
+		{"Content-Length declared", true},
+		{"size found while reading", false},
 	}
-	res, body := e.do(t, e.req(t, http.MethodPost, "/auth/login", strings.NewReader("{}")))
-	if res.StatusCode != http.StatusOK || body != big {
-		t.Errorf("answer = %d (%d bytes), want 200 with the %d-byte body untouched", res.StatusCode, len(body), len(big))
-	}
-	if calls != 0 {
-		t.Errorf("Capture calls = %d, want 0", calls)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newPxUpstream(t, "up", func(w http.ResponseWriter, r *http.Request, body []byte) {
+				w.Header().Set("Content-Type", "application/json")
+				if tt.declared {
+					w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+				} else {
+					w.(http.Flusher).Flush() // chunked: no Content-Length
+				}
+				_, _ = io.WriteString(w, big)
+			})
+			e := newPxEnv(t, Options{
+				Routes:        []Route{{Name: "auth_api", Path: "/auth/", Upstream: up.url(), Auth: AuthNone}},
+				CaptureRoutes: []CaptureRoute{{Path: "/auth/login"}},
+			})
+			calls := 0
+			e.provider.capture = func(b []byte) (*idp.Token, *idp.Identity, []byte, bool, error) {
+				calls++
+				return xanoCapture(b)
+			}
+			res, body := e.do(t, e.req(t, http.MethodPost, "/auth/login", strings.NewReader("{}")))
+			if res.StatusCode != http.StatusBadGateway || decodeError(t, body).Error != "token_capture_failed" {
+				t.Errorf("answer = %d (%d bytes), want 502 token_capture_failed", res.StatusCode, len(body))
+			}
+			if strings.Contains(body, "CAPTURED") || len(res.Header.Values("Set-Cookie")) != 0 {
+				t.Errorf("answer carries a token or a cookie: Set-Cookie %q", res.Header.Values("Set-Cookie"))
+			}
+			if calls != 0 {
+				t.Errorf("Capture calls = %d, want 0", calls)
+			}
+		})
 	}
 }
