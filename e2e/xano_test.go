@@ -196,7 +196,7 @@ func TestXanoCustomBackend(t *testing.T) {
 	x := s.Backend
 	// Users known to the backend before the browser logs in.
 	seed := newBrowser(t)
-	for _, email := range []string{"ann@example.com", "bob@example.com", "dan@example.com"} {
+	for _, email := range []string{"ann@example.com", "bob@example.com", "dan@example.com", "fay@example.com"} {
 		if o := seed.postJSON(t, x.URL+"/auth/signup", xanoCredentials{email, "pw-" + email}); o.Status != http.StatusOK {
 			t.Fatalf("seeding %s: %d %s", email, o.Status, o.Body)
 		}
@@ -290,13 +290,39 @@ func TestXanoCustomBackend(t *testing.T) {
 		t.Parallel()
 		const email = "cid@example.com"
 		b := newBrowser(t)
-		checkCaptured(t, b.postJSON(t, s.RelayURL+"/auth/signup", xanoCredentials{email, "pw"}), 4, email)
-		s.checkSession(t, b, 4, email)
-		if m := s.me(t, b); m.ID != 4 || m.Email != email {
-			t.Errorf("/api/me = %+v, want user 4 %s", m, email)
+		checkCaptured(t, b.postJSON(t, s.RelayURL+"/auth/signup", xanoCredentials{email, "pw"}), 5, email)
+		s.checkSession(t, b, 5, email)
+		if m := s.me(t, b); m.ID != 5 || m.Email != email {
+			t.Errorf("/api/me = %+v, want user 5 %s", m, email)
 		}
 		if found := leaks(b.responses(), x.Tokens()...); len(found) != 0 {
 			t.Errorf("tokens reached the browser:\n%v", found)
+		}
+	})
+
+	t.Run("a second login replaces the session", func(t *testing.T) {
+		t.Parallel()
+		const email = "fay@example.com"
+		b := newBrowser(t)
+		first := b.postJSON(t, s.RelayURL+"/auth/login", xanoCredentials{email, "pw-" + email})
+		checkCaptured(t, first, 4, email)
+		second := b.postJSON(t, s.RelayURL+"/auth/login", xanoCredentials{email, "pw-" + email})
+		checkCaptured(t, second, 4, email)
+		oldC, _ := http.ParseSetCookie(first.Header.Get("Set-Cookie"))
+		newC, _ := http.ParseSetCookie(second.Header.Get("Set-Cookie"))
+		if oldC == nil || newC == nil || oldC.Value == newC.Value {
+			t.Fatalf("the second login kept the ticket")
+		}
+		s.me(t, b) // the jar holds the new ticket
+		// The old ticket, replayed by hand, is no session any more.
+		req, _ := http.NewRequest(http.MethodGet, s.RelayURL+"/api/me", nil)
+		req.AddCookie(&http.Cookie{Name: oldC.Name, Value: oldC.Value})
+		o, err := newBrowser(t).do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != http.StatusUnauthorized {
+			t.Errorf("/api/me with the replaced ticket = %d %s, want 401", o.Status, o.Body)
 		}
 	})
 
