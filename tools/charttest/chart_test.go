@@ -492,6 +492,15 @@ func TestSchemaRejects(t *testing.T) {
 	}
 }
 
+// TestSchemaRejectsThroughAppChart: an app chart's values for its tokenrelay
+// dependency are checked against the same schema.
+func TestSchemaRejectsThroughAppChart(t *testing.T) {
+	needSetup(t, "app")
+	got := renderErr(t, appChartDir, Options{Set: []string{"tokenrelay.sidecar.nativ=true"}})
+	wantContains(t, got, "tokenrelay")
+	wantContains(t, got, "nativ")
+}
+
 func TestRequiredValues(t *testing.T) {
 	wantContains(t, renderErr(t, chartDir, Options{}), "config.public_url is required")
 	wantContains(t, renderErr(t, chartDir, Options{Set: []string{"config.public_url=https://a.example"}}), "config.routes needs at least one route")
