@@ -54,12 +54,13 @@ const (
 )
 
 // BenchmarkSteadyState compares, in one run on the same machine and load,
-// three ways to reach one loopback upstream with a pool of concurrent
-// clients: directly, through a bare httputil.ReverseProxy, and through
-// tokenrelay (proxy.Handler over session.Manager over a RedisStore on a real
-// redis-server, with a sealed session whose access token is fresh). Each
-// round loads every target for -perf.phase, in a rotated order, so slow
-// drifts in the machine's load hit all three alike.
+// ways to reach one loopback upstream with a pool of concurrent clients:
+// directly, through a bare httputil.ReverseProxy, and through tokenrelay
+// (proxy.Handler over session.Manager over a RedisStore on a real
+// redis-server, with a sealed session whose access token is fresh); and,
+// to tell the Redis round trip's cost from the rest, tokenrelay over a
+// MemoryStore. Each round loads every target for -perf.phase, in a rotated
+// order, so slow drifts in the machine's load hit all of them alike.
 //
 // It runs twice: "throughput" with -perf.workers clients (the machine
 // saturated: requests/s is the figure) and "latency" with one client (p50
@@ -98,32 +99,35 @@ func BenchmarkSteadyState(b *testing.B) {
 	mgr := newManager(b, rdb, redistest.KeyPrefix(b), nil)
 	relay := httptest.NewServer(newHandler(b, mgr, target, true))
 	defer relay.Close()
-	now := time.Now()
-	tk, err := mgr.Create(context.Background(), session.Record{
-		AccessToken:  steadyToken,
-		RefreshToken: "bench-refresh-token",
-		AccessExpiry: now.Add(24 * time.Hour),
-		Issuer:       benchIssuer,
-		Subject:      "bench-user",
-		Claims:       map[string]any{"name": "Bench User", "email": "bench@example.test"},
-		CreatedAt:    now,
-	}, session.ViaLogin)
+	// The same proxy over a MemoryStore isolates what the Redis round trip
+	// costs from what the handler and the session engine cost.
+	memMgr, err := session.NewManager(session.ManagerOptions{
+		Backend:    session.NewMemoryStore(nil),
+		Secret:     benchSecret,
+		Refresher:  steadyRefresher{},
+		Issuer:     benchIssuer,
+		Registerer: prometheus.NewRegistry(),
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	cookie := "theme=dark; " + session.DefaultCookieName + "=" + tk.Encode()
+	memRelay := httptest.NewServer(newHandler(b, memMgr, target, true))
+	defer memRelay.Close()
+	relayCookie, memCookie := steadySession(b, mgr), steadySession(b, memMgr)
 
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 1024,
 		DisableCompression:  true,
 	}}
-	targets := []string{"direct", "bare", "tokenrelay"}
+	targets := []string{"direct", "bare", "tokenrelay", "tokenrelay-memory"}
 	urls := map[string]string{
-		"direct":     upstream.URL + "/api/items",
-		"bare":       bare.URL + "/api/items",
-		"tokenrelay": relay.URL + "/api/items",
+		"direct":            upstream.URL + "/api/items",
+		"bare":              bare.URL + "/api/items",
+		"tokenrelay":        relay.URL + "/api/items",
+		"tokenrelay-memory": memRelay.URL + "/api/items",
 	}
+	cookies := map[string]string{"tokenrelay": relayCookie, "tokenrelay-memory": memCookie}
 	// throughput: many clients saturate the machine; requests/s is the
 	// figure. latency: one client at a time, so p50/p99 are what each
 	// proxy adds to a request rather than queueing behind the others.
@@ -137,7 +141,7 @@ func BenchmarkSteadyState(b *testing.B) {
 			for _, name := range targets {
 				results[name] = &loadResult{}
 				// Warm up: connections open, scripts loaded, pools filled.
-				load(client, urls[name], cookie, workers, 200*time.Millisecond)
+				load(client, urls[name], cookies[name], workers, 200*time.Millisecond)
 			}
 			b.Logf("load average before: %s", loadAvg())
 
@@ -149,7 +153,7 @@ func BenchmarkSteadyState(b *testing.B) {
 					for k := range targets {
 						name := targets[(k+r+i)%len(targets)]
 						before := commands.Load()
-						res := load(client, urls[name], cookie, workers, *phase)
+						res := load(client, urls[name], cookies[name], workers, *phase)
 						if name == "tokenrelay" {
 							relayCommands += commands.Load() - before
 						}
@@ -165,8 +169,8 @@ func BenchmarkSteadyState(b *testing.B) {
 					b.Errorf("%s: %d of %d requests failed or were not 200", name, r.failed, r.n)
 				}
 			}
-			relayN := int64(results["tokenrelay"].n)
-			// Only tokenrelay's requests carry the token.
+			relayN := int64(results["tokenrelay"].n + results["tokenrelay-memory"].n)
+			// Only tokenrelay's requests (either store) carry the token.
 			if got := withToken.Load() - tokensBefore; got != relayN {
 				b.Errorf("the upstream saw the Bearer token on %d requests, want the %d measured through tokenrelay", got, relayN)
 			}
@@ -179,14 +183,35 @@ func BenchmarkSteadyState(b *testing.B) {
 			}
 			rb, rr := results["bare"], results["tokenrelay"]
 			b.ReportMetric(rr.rate()/rb.rate(), "tokenrelay/bare")
+			b.ReportMetric(results["tokenrelay-memory"].rate()/rb.rate(), "tokenrelay-memory/bare")
 			b.ReportMetric(us(rr.percentile(0.50)-rb.percentile(0.50)), "added-p50-us")
 			b.ReportMetric(us(rr.percentile(0.99)-rb.percentile(0.99)), "added-p99-us")
-			if relayN > 0 {
-				b.ReportMetric(float64(relayCommands)/float64(relayN), "redis-cmds/req")
+			if results["tokenrelay"].n > 0 {
+				b.ReportMetric(float64(relayCommands)/float64(results["tokenrelay"].n), "redis-cmds/req")
 			}
 			b.ReportMetric(0, "ns/op") // the figures above are the result
 		})
 	}
+}
+
+// steadySession creates a session whose access token stays fresh for the
+// whole run and returns the Cookie header that carries it.
+func steadySession(b *testing.B, mgr *session.Manager) string {
+	b.Helper()
+	now := time.Now()
+	tk, err := mgr.Create(context.Background(), session.Record{
+		AccessToken:  steadyToken,
+		RefreshToken: "bench-refresh-token",
+		AccessExpiry: now.Add(24 * time.Hour),
+		Issuer:       benchIssuer,
+		Subject:      "bench-user",
+		Claims:       map[string]any{"name": "Bench User", "email": "bench@example.test"},
+		CreatedAt:    now,
+	}, session.ViaLogin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return "theme=dark; " + session.DefaultCookieName + "=" + tk.Encode()
 }
 
 // loadResult accumulates what a pool of clients saw.
