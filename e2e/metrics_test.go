@@ -243,7 +243,7 @@ func TestMetrics(t *testing.T) {
 	// (c) A shared refresh: n concurrent calls on the expired session. The
 	// OP holds its token answers for a moment so that every call joins the
 	// one refresh in flight.
-	opPost(t, s.OP, "/__token_delay", url.Values{"ms": {"500"}}, http.StatusNoContent)
+	opPost(t, s.OP, "/__token_delay", url.Values{"ms": {"1000"}}, http.StatusNoContent)
 	waitUntil(t, second.ExpiresAt.Time.Add(100*time.Millisecond), 10*time.Second)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
