@@ -222,7 +222,7 @@ func (v *validator) podSpec(where string, ps *corev1.PodSpec) {
 			for _, msg := range validation.IsEnvVarName(e.Name) {
 				v.addf("%s: env %q: %s", cw, e.Name, msg)
 			}
-			if e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.ContainerName != c.Name {
+			if e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.ContainerName != "" && e.ValueFrom.ResourceFieldRef.ContainerName != c.Name {
 				v.addf("%s: env %q: resourceFieldRef names container %q", cw, e.Name, e.ValueFrom.ResourceFieldRef.ContainerName)
 			}
 			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {

@@ -363,10 +363,10 @@ restartPolicy Always (a Kubernetes native sidecar).
   {{- if or $v.extraEnv (and $v.setGoMemLimit $memLimit) }}
   env:
     {{- if and $v.setGoMemLimit $memLimit }}
+    # containerName is left out: for an env var it means this container.
     - name: GOMEMLIMIT
       valueFrom:
         resourceFieldRef:
-          containerName: {{ .name }}
           resource: limits.memory
     {{- end }}
     {{- with $v.extraEnv }}
