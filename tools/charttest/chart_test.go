@@ -528,10 +528,12 @@ func TestRedisConfig(t *testing.T) {
 			wantRedis: "map[pool_size:20 read_timeout:500ms url:redis://r:6379/0]"},
 		{name: "address in config only", set: []string{secret, "config.session.redis.url=redis://r:6379/0"}, wantStore: "redis",
 			wantRedis: "map[url:redis://r:6379/0]"},
+		{name: "session secret from the environment", set: []string{"redis.url=redis://r:6379/0", "extraEnv[0].name=TOKENRELAY_SESSION_SECRET", "extraEnv[0].valueFrom.secretKeyRef.name=s", "extraEnv[0].valueFrom.secretKeyRef.key=k"}, wantStore: "redis",
+			wantRedis: "map[url:redis://r:6379/0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := render(t, chartDir, Options{ValueFiles: []string{ci("standalone.yaml")}, Set: tt.set}, nil)
+			r := render(t, chartDir, Options{ValueFiles: []string{ci("standalone.yaml")}, Set: tt.set}, External{"Secret/s": true})
 			cfg := configOf(t, r)
 			if got := dig(cfg, "session", "store"); got != tt.wantStore {
 				t.Errorf("session.store = %v, want %s", got, tt.wantStore)

@@ -250,7 +250,10 @@ the chart can see. Rendered as YAML.
 {{- if and (eq $store "redis") (not $redis.url) (not $redis.addresses) -}}
 {{- fail "config.session.store is redis: set redis.url, redis.sentinel, redis.cluster or redis.inChart.enabled" -}}
 {{- end -}}
-{{- if and (eq $store "redis") (not $session.secret_file) -}}
+{{- $envNames := list -}}
+{{- range $v.extraEnv }}{{ $envNames = append $envNames .name }}{{ end -}}
+{{- $secretFromEnv := or (has "TOKENRELAY_SESSION_SECRET" $envNames) (has "TOKENRELAY_SESSION_SECRET_FILE" $envNames) -}}
+{{- if and (eq $store "redis") (not $session.secret_file) (not $secretFromEnv) -}}
 {{- fail "the Redis session store needs a session secret shared by every replica: set secrets.sessionSecret (tokenrelay gen-secret) or secrets.existingSecret with existingSecretKeys.sessionSecret" -}}
 {{- end -}}
 {{- if and (eq $store "memory") (eq $v.mode "standalone") -}}
