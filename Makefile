@@ -7,6 +7,8 @@
 #   make e2e         only the end-to-end tests, verbose
 #   make fuzz-short  each fuzz target for FUZZTIME (default 10s)
 #   make checks      every scripts/check-*.sh, lint-*.sh and test-*.sh
+#   make bench       performance: tokenrelay (Redis and memory stores) vs a
+#                    bare ReverseProxy vs direct calls, and a refresh storm
 #
 # Extra checks: drop a scripts/check-<name>.sh, lint-<name>.sh or
 # test-<name>.sh (bash) that exits non-zero on a finding; `make test` runs
@@ -22,7 +24,7 @@ FUZZTIME  ?= 10s
 # The whole suite must fit CI's budget; one package may take this long.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: test vet unit fuzz-short checks build demo e2e clean
+.PHONY: test vet unit fuzz-short checks build demo e2e bench clean
 
 test: vet unit fuzz-short checks
 
@@ -67,6 +69,10 @@ demo:
 
 e2e:
 	$(GO) test -race -count=1 -v -timeout $(TEST_TIMEOUT) ./e2e/
+
+# Needs redis-server; about 30 s. Knobs after -args: -perf.rounds, -perf.workers, …
+bench:
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./bench/
 
 clean:
 	rm -rf bin
