@@ -21,6 +21,8 @@ fi
 
 packages=(redis-server redis-sentinel redis-tools)
 command -v make >/dev/null || packages+=(make)
+# promtool checks and unit-tests the example alerting rules.
+command -v promtool >/dev/null || packages+=(prometheus)
 command -v git >/dev/null || packages+=(git)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	packages+=(nodejs npm)
