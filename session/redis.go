@@ -40,10 +40,11 @@ type RedisStoreOptions struct {
 // A session entry is one string key holding "<version>:<sealed record>"
 // (a hash would need two fields, and with a value above
 // hash-max-listpack-value, 64 bytes by default, Redis stores it as a real
-// hash table, several times larger). Reads and compare-and-set writes are
-// Lua scripts run with EVALSHA (EVAL when the server lacks the script), so
-// each is one atomic round trip. Every script touches exactly one key,
-// declared in KEYS, so it runs in one Cluster slot.
+// hash table, several times larger). A read is GET and PTTL pipelined: one
+// round trip, no Lua (see getCmds). Compare-and-set writes are Lua scripts
+// run with EVALSHA (EVAL when the server lacks the script), so each is one
+// atomic round trip. Every script touches exactly one key, declared in
+// KEYS, so it runs in one Cluster slot.
 //
 // RedisStore is safe for concurrent use. It does not own the client: the
 // caller closes it.
@@ -52,17 +53,8 @@ type RedisStore struct {
 	prefix string
 	log    *slog.Logger
 
-	getScript, updateScript, unlockScript, indexScript *redis.Script
+	updateScript, unlockScript, indexScript *redis.Script
 }
-
-// getLua returns {value, pttl} in one round trip, or an empty array when
-// the key is absent (an empty array rather than false, whose RESP3 form
-// differs between servers).
-const getLua = `
-local v = redis.call('GET', KEYS[1])
-if not v then return {} end
-return {v, redis.call('PTTL', KEYS[1])}
-`
 
 // updateLua is the compare-and-set: it writes ARGV[2] with PX ARGV[3] only
 // when the stored version (the digits before the first ':') equals ARGV[1].
@@ -115,7 +107,6 @@ func NewRedisStore(client redis.UniversalClient, opts RedisStoreOptions) *RedisS
 		client:       client,
 		prefix:       prefix,
 		log:          log,
-		getScript:    redis.NewScript(getLua),
 		updateScript: redis.NewScript(updateLua),
 		unlockScript: redis.NewScript(unlockLua),
 		indexScript:  redis.NewScript(indexLua),
@@ -157,20 +148,54 @@ func unpack(v string) (uint64, []byte, error) {
 
 // Get implements Store: value and remaining ttl in one round trip.
 func (s *RedisStore) Get(ctx context.Context, key string) (Entry, error) {
-	res, err := s.getScript.Run(ctx, s.client, []string{s.key(key)}).Slice()
+	get, pttl := s.getCmds(ctx, key)
+	if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_ = p.Process(ctx, get)
+		_ = p.Process(ctx, pttl)
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return Entry{}, fmt.Errorf("session: redis get: %w", err)
+	}
+	return s.getResult(get, pttl)
+}
+
+// getCmds builds the two commands of a Get: GET for the value and PTTL for
+// the remaining ttl, sent together in one pipeline.
+//
+// They need not be atomic (a Lua script would make them so at ~7 µs of
+// server time per call). Redis runs a connection's pipelined commands in
+// order with, at most, other clients' commands in between, and whatever
+// lands there is harmless:
+//   - an Update or Touch between them: the ttl then belongs to a newer
+//     write than the value. Both extend the entry's life; the caller only
+//     uses the ttl to decide when to slide the idle timeout, and a later
+//     compare-and-set on the old version fails and re-reads anyway.
+//   - a Delete or expiry between them: PTTL says -2 and Get reports
+//     ErrNotFound, which is what the next request would see.
+//   - a Create between a missing GET and PTTL: GET said absent, so Get
+//     reports ErrNotFound whatever PTTL says; session keys are random and
+//     never re-created.
+func (s *RedisStore) getCmds(ctx context.Context, key string) (*redis.StringCmd, *redis.DurationCmd) {
+	k := s.key(key)
+	return redis.NewStringCmd(ctx, "get", k), redis.NewDurationCmd(ctx, time.Millisecond, "pttl", k)
+}
+
+// getResult turns the replies of getCmds into an Entry.
+func (s *RedisStore) getResult(get *redis.StringCmd, pttl *redis.DurationCmd) (Entry, error) {
+	v, err := get.Result()
+	if errors.Is(err, redis.Nil) {
+		return Entry{}, ErrNotFound
+	}
 	if err != nil {
 		return Entry{}, fmt.Errorf("session: redis get: %w", err)
 	}
-	if len(res) == 0 {
+	ttl, err := pttl.Result()
+	if err != nil {
+		return Entry{}, fmt.Errorf("session: redis get: pttl: %w", err)
+	}
+	if ttl == -2 {
+		// Deleted or expired right after the GET.
 		return Entry{}, ErrNotFound
-	}
-	if len(res) != 2 {
-		return Entry{}, fmt.Errorf("session: redis get: unexpected reply of %d values", len(res))
-	}
-	v, ok1 := res[0].(string)
-	pttl, ok2 := res[1].(int64)
-	if !ok1 || !ok2 {
-		return Entry{}, fmt.Errorf("session: redis get: unexpected reply %T, %T", res[0], res[1])
 	}
 	version, data, err := unpack(v)
 	if err != nil {
@@ -178,9 +203,9 @@ func (s *RedisStore) Get(ctx context.Context, key string) (Entry, error) {
 		return Entry{}, fmt.Errorf("session: redis get: %w", err)
 	}
 	e := Entry{Data: data, Version: version}
-	if pttl > 0 {
+	if ttl > 0 {
 		// -1 (no expiry) is reported as 0: this store never writes one.
-		e.TTL = time.Duration(pttl) * time.Millisecond
+		e.TTL = ttl
 	}
 	return e, nil
 }

@@ -151,6 +151,12 @@ func (o RedisClientOptions) universal() (*redis.UniversalOptions, error) {
 		// (MaxRetries+1) × 5 × DialTimeout to report. Command retries
 		// already cover a refused connection.
 		DialerRetries: 1,
+		// Pipelines (each Get is one, see RedisStore.Get) share the main
+		// pool rather than go-redis's separate pipeline pool: one pool means
+		// one set of connections whose health Ping reports, and after an
+		// outage reads and writes come back together instead of one pool
+		// still failing fast on its last dial error while the other works.
+		PipelinePoolSize: -1,
 	}
 
 	useTLS := o.TLS
