@@ -24,6 +24,8 @@ command -v make >/dev/null || packages+=(make)
 # promtool checks and unit-tests the example alerting rules.
 command -v promtool >/dev/null || packages+=(prometheus)
 command -v git >/dev/null || packages+=(git)
+# e2e/chromium_test.go drives a real browser through the demo.
+command -v chromium >/dev/null || packages+=(chromium)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	packages+=(nodejs npm)
 fi
