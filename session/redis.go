@@ -41,19 +41,22 @@ type RedisStoreOptions struct {
 // (a hash would need two fields, and with a value above
 // hash-max-listpack-value, 64 bytes by default, Redis stores it as a real
 // hash table, several times larger). A read is GET and PTTL pipelined: one
-// round trip, no Lua (see getCmds). Compare-and-set writes are Lua scripts
+// round trip, no Lua (see Get). Compare-and-set writes are Lua scripts
 // run with EVALSHA (EVAL when the server lacks the script), so each is one
 // atomic round trip. Every script touches exactly one key, declared in
 // KEYS, so it runs in one Cluster slot.
 //
 // RedisStore is safe for concurrent use. It does not own the client: the
-// caller closes it.
+// caller closes it, after Close if it calls Close at all (an unclosed store
+// leaks nothing: its batching goroutine runs only while Gets wait).
 type RedisStore struct {
 	client redis.UniversalClient
 	prefix string
 	log    *slog.Logger
 
 	updateScript, unlockScript, indexScript *redis.Script
+
+	gets *getBatcher
 }
 
 // updateLua is the compare-and-set: it writes ARGV[2] with PX ARGV[3] only
@@ -110,6 +113,7 @@ func NewRedisStore(client redis.UniversalClient, opts RedisStoreOptions) *RedisS
 		updateScript: redis.NewScript(updateLua),
 		unlockScript: redis.NewScript(unlockLua),
 		indexScript:  redis.NewScript(indexLua),
+		gets:         newGetBatcher(client, defaultMaxGetBatch),
 	}
 }
 
@@ -146,24 +150,11 @@ func unpack(v string) (uint64, []byte, error) {
 	return version, []byte(v[sep+1:]), nil
 }
 
-// Get implements Store: value and remaining ttl in one round trip.
-func (s *RedisStore) Get(ctx context.Context, key string) (Entry, error) {
-	get, pttl := s.getCmds(ctx, key)
-	if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		_ = p.Process(ctx, get)
-		_ = p.Process(ctx, pttl)
-		return nil
-	}); err != nil && !errors.Is(err, redis.Nil) {
-		return Entry{}, fmt.Errorf("session: redis get: %w", err)
-	}
-	return s.getResult(get, pttl)
-}
-
-// getCmds builds the two commands of a Get: GET for the value and PTTL for
-// the remaining ttl, sent together in one pipeline.
+// Get implements Store: value and remaining ttl in one round trip, GET and
+// PTTL pipelined, batched with concurrent Gets (see getBatcher).
 //
-// They need not be atomic (a Lua script would make them so at ~7 µs of
-// server time per call). Redis runs a connection's pipelined commands in
+// GET and PTTL need not be atomic (a Lua script would make them so at ~7 µs
+// of server time per call). Redis runs a connection's pipelined commands in
 // order with, at most, other clients' commands in between, and whatever
 // lands there is harmless:
 //   - an Update or Touch between them: the ttl then belongs to a newer
@@ -175,9 +166,12 @@ func (s *RedisStore) Get(ctx context.Context, key string) (Entry, error) {
 //   - a Create between a missing GET and PTTL: GET said absent, so Get
 //     reports ErrNotFound whatever PTTL says; session keys are random and
 //     never re-created.
-func (s *RedisStore) getCmds(ctx context.Context, key string) (*redis.StringCmd, *redis.DurationCmd) {
-	k := s.key(key)
-	return redis.NewStringCmd(ctx, "get", k), redis.NewDurationCmd(ctx, time.Millisecond, "pttl", k)
+func (s *RedisStore) Get(ctx context.Context, key string) (Entry, error) {
+	get, pttl, err := s.gets.do(ctx, s.key(key))
+	if err != nil {
+		return Entry{}, fmt.Errorf("session: redis get: %w", err)
+	}
+	return s.getResult(get, pttl)
 }
 
 // getResult turns the replies of getCmds into an Entry.
@@ -351,6 +345,13 @@ func (s *RedisStore) RemoveFromIndex(ctx context.Context, index string, members 
 	if err := s.client.SRem(ctx, s.key(index), args...).Err(); err != nil {
 		return fmt.Errorf("session: redis index remove: %w", err)
 	}
+	return nil
+}
+
+// Close fails the Gets waiting for a batch and stops batching; later Gets
+// fail. It does not close the client. Close is optional and idempotent.
+func (s *RedisStore) Close() error {
+	s.gets.close()
 	return nil
 }
 
