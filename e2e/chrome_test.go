@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/storage"
 	"github.com/chromedp/chromedp"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // chromeExecPath finds a Chromium or Chrome binary. Without one it skips
@@ -196,4 +198,27 @@ func (b *chromeBrowser) screenshot(t *testing.T, name string) []string {
 		paths = append(paths, p)
 	}
 	return paths
+}
+
+// chromeTokenClaims checks raw's signature against the OP's JWKS, its
+// issuer and its audience, and returns its claims. Unlike
+// op.VerifyAccessToken it accepts an expired token: the page's older
+// tokens (4s lifetime) have expired by the time the test looks at them.
+func chromeTokenClaims(t *testing.T, o *op, raw string) *accessClaims {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	keys, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{o.Issuer + "/jwks"}, keyfunc.Override{Client: o.client})
+	if err != nil {
+		t.Fatalf("jwks: %v", err)
+	}
+	var c accessClaims
+	if _, err := jwt.ParseWithClaims(raw, &c, keys.KeyfuncCtx(ctx),
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithoutClaimsValidation()); err != nil {
+		t.Fatalf("an access token the upstream received does not verify against the OP's JWKS: %v", err)
+	}
+	if aud := []string(c.Audience); c.Issuer != o.Issuer || len(aud) != 1 || aud[0] != apiResource || c.ID == "" {
+		t.Fatalf("access token iss=%q aud=%q jti=%q, want iss %q, aud [%q] and a jti", c.Issuer, aud, c.ID, o.Issuer, apiResource)
+	}
+	return &c
 }

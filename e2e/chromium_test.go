@@ -190,7 +190,11 @@ func TestChromiumDemoFlow(t *testing.T) {
 		tok := bearerToken(t, r.Authorization)
 		if !verified[tok] {
 			verified[tok] = true
-			upstreamJTIs[s.OP.VerifyAccessToken(t, tok).ID] = tok
+			c := chromeTokenClaims(t, s.OP, tok)
+			if c.Subject != "alice" {
+				t.Errorf("the upstream received a token for sub %q, want alice", c.Subject)
+			}
+			upstreamJTIs[c.ID] = tok
 		}
 	}
 	for _, jti := range pageJTIs {
