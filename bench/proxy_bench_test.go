@@ -68,8 +68,9 @@ const (
 // Reported for each: requests/s, p50 and p99 latency of each target;
 // tokenrelay's requests/s as a fraction of the bare proxy's (target ≥
 // 0.85); the p50 and p99 tokenrelay adds over the bare proxy (target: p99
-// ≤ 1 ms); and the Redis commands per proxied request (steady state: one
-// GET script).
+// ≤ 1 ms); and the Redis commands per proxied request (steady state: a GET
+// and a PTTL, sent together in one round trip, or in one pipeline with the
+// Gets of other requests that arrive meanwhile).
 func BenchmarkSteadyState(b *testing.B) {
 	rs := redistest.Start(b, redistest.Options{})
 

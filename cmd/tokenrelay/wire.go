@@ -266,7 +266,8 @@ func buildBackend(cfg *config.Config, logger *slog.Logger) (session.Backend, fun
 			return nil, nil, fmt.Errorf("redis: %w", err)
 		}
 		store := session.NewRedisStore(client, session.RedisStoreOptions{KeyPrefix: r.KeyPrefix, Logger: logger})
-		return store, client.Close, nil
+		closeAll := func() error { return errors.Join(store.Close(), client.Close()) }
+		return store, closeAll, nil
 	default:
 		return session.NewMemoryStore(nil), func() error { return nil }, nil
 	}
