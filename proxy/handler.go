@@ -117,6 +117,10 @@ type Options struct {
 // endpoints under the auth prefix, and proxies everything else by route.
 // It is safe for concurrent use.
 type Handler struct {
+	// publicScheme is PublicURL's scheme ("" without one), sent as
+	// X-Forwarded-Proto.
+	publicScheme string
+
 	routes     *routeTable
 	auth       http.Handler
 	authPrefix string
@@ -197,6 +201,7 @@ func New(o Options) (*Handler, error) {
 
 	h := &Handler{
 		auth:           auth,
+		publicScheme:   publicScheme(o.PublicURL),
 		authPrefix:     o.AuthPrefix,
 		sessions:       o.Sessions,
 		provider:       o.Provider,
@@ -430,6 +435,12 @@ func (h *Handler) rewrite(rt *route) func(*httputil.ProxyRequest) {
 		}
 		pr.SetXForwarded()
 		out := pr.Out.Header
+		if h.publicScheme != "" {
+			// Browsers reach us at PublicURL; behind a TLS-terminating
+			// ingress the request arrives as plain http, which is not what
+			// the upstream must use to build links and redirects.
+			out.Set("X-Forwarded-Proto", h.publicScheme)
+		}
 		h.cookie.StripCookie(out)
 		if rt.Auth != AuthNone {
 			out.Del("Authorization")
@@ -446,6 +457,13 @@ func (h *Handler) rewrite(rt *route) func(*httputil.ProxyRequest) {
 			}
 		}
 	}
+}
+
+func publicScheme(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Scheme
 }
 
 func bearer(t secret.String) string { return "Bearer " + t.Reveal() }

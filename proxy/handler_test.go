@@ -133,6 +133,39 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 }
 
+// TestForwardedProtoFromPublicURL: behind a TLS-terminating ingress the
+// request reaches tokenrelay as plain http, but the upstream must learn the
+// scheme browsers use.
+func TestForwardedProtoFromPublicURL(t *testing.T) {
+	for _, tt := range []struct {
+		publicURL string
+		want      string
+	}{
+		{"https://app.example", "https"},
+		{"http://localhost:8080", "http"},
+		{"", "http"}, // no PublicURL: the scheme the request arrived with
+	} {
+		up := newPxUpstream(t, "up", nil)
+		o := Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url(), Auth: AuthNone}}}
+		if tt.publicURL != "" {
+			o.PublicURL = mustURL(t, tt.publicURL)
+		}
+		e := newPxEnv(t, o)
+		r := e.req(t, http.MethodGet, "/", nil)
+		r.Header.Set("X-Forwarded-Proto", "gopher")
+		if res, body := e.do(t, r); res.StatusCode != http.StatusOK {
+			t.Fatalf("PublicURL %q: status = %d %s, want 200", tt.publicURL, res.StatusCode, body)
+		}
+		seen := up.requests()
+		if len(seen) != 1 {
+			t.Fatalf("PublicURL %q: upstream saw %d requests, want 1", tt.publicURL, len(seen))
+		}
+		if got := seen[0].Header.Values("X-Forwarded-Proto"); len(got) != 1 || got[0] != tt.want {
+			t.Errorf("PublicURL %q: upstream X-Forwarded-Proto = %q, want [%q]", tt.publicURL, got, tt.want)
+		}
+	}
+}
+
 func TestClientForwardedHeadersReplaced(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
 	e := newPxEnv(t, Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url(), Auth: AuthNone, PassHost: true}}})
