@@ -1,6 +1,7 @@
 # tokenrelay — build, test and demo.
 #
-#   make test        what CI runs: vet, all tests with the race detector
+#   make test        what CI runs: installs what is missing (scripts/ci-install.sh),
+#                    vet, all tests with the race detector
 #                    (unit, Redis, end-to-end), short fuzz runs, extra checks
 #   make build       bin/tokenrelay
 #   make demo        the demo stack: OpenID Provider, sample API, tokenrelay
@@ -24,9 +25,14 @@ FUZZTIME  ?= 10s
 # The whole suite must fit CI's budget; one package may take this long.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: test vet unit fuzz-short checks build demo e2e bench clean
+.PHONY: test deps vet unit fuzz-short checks build demo e2e bench clean
 
-test: vet unit fuzz-short checks
+test: deps vet unit fuzz-short checks
+
+# What the tests need (Redis, promtool, Chromium, Node packages, pinned Go
+# tools); installs only what is missing.
+deps:
+	scripts/ci-install.sh
 
 vet:
 	$(GO) vet ./...

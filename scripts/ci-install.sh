@@ -3,7 +3,8 @@
 # Redis (server, Sentinel, CLI) for the store tests, make, Node.js and npm
 # when missing, the OpenID Provider's packages from its lock file, and the
 # pinned Go test tools (scripts/install-test-tools.sh, when present).
-# Go itself must already be installed. Safe to run again.
+# Go itself must already be installed. Safe to run again: it installs only
+# what is missing, so `make test` runs it first every time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,10 @@ if ! command -v go >/dev/null; then
 	exit 1
 fi
 
-packages=(redis-server redis-sentinel redis-tools)
+packages=()
+command -v redis-server >/dev/null || packages+=(redis-server)
+command -v redis-sentinel >/dev/null || packages+=(redis-sentinel)
+command -v redis-cli >/dev/null || packages+=(redis-tools)
 command -v make >/dev/null || packages+=(make)
 # promtool checks and unit-tests the example alerting rules.
 command -v promtool >/dev/null || packages+=(prometheus)
@@ -29,18 +33,28 @@ command -v chromium >/dev/null || packages+=(chromium)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	packages+=(nodejs npm)
 fi
-log "apt-get install ${packages[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -q
-"${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
+if [ ${#packages[@]} -gt 0 ]; then
+	log "apt-get install ${packages[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo[@]}" apt-get update -q
+	"${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
+else
+	log "system packages present"
+fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
 	log "warning: Node.js $(node --version) is older than 20; the OpenID Provider (oidc-provider 9) wants 20 or 22" >&2
 fi
 
-log "npm ci in examples/demo/op (node $(node --version), npm $(npm --version))"
-(cd examples/demo/op && npm ci --no-audit --no-fund)
+# npm ci again only when the lock file changed since the last install.
+op=examples/demo/op
+if [ ! -f "$op/node_modules/.package-lock.json" ] || [ "$op/package-lock.json" -nt "$op/node_modules/.package-lock.json" ]; then
+	log "npm ci in $op (node $(node --version), npm $(npm --version))"
+	(cd "$op" && npm ci --no-audit --no-fund)
+else
+	log "$op/node_modules up to date"
+fi
 
 if [ -f scripts/install-test-tools.sh ]; then
 	log "scripts/install-test-tools.sh"
