@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -33,42 +31,6 @@ func chromeExecPath(t *testing.T) string {
 	}
 	t.Skipf("e2e: %s; skipping (CI=true makes this a failure)", msg)
 	return ""
-}
-
-// chromeStartStack is startStack with tokenrelay's public URL on
-// http://localhost:<port>: browsers treat http://localhost as a secure
-// context, so they keep the Secure, __Host- session cookie there (and not on
-// http://127.0.0.1). tokenrelay still listens on 127.0.0.1.
-func chromeStartStack(t *testing.T, o stackOptions) *stack {
-	t.Helper()
-	requireBinaries(t)
-	if o.RefreshAhead == 0 {
-		o.RefreshAhead = time.Second
-	}
-	relayPort, adminPort := freePort(t), freePort(t)
-	s := &stack{
-		RelayURL: fmt.Sprintf("http://localhost:%d", relayPort),
-		AdminURL: fmt.Sprintf("http://127.0.0.1:%d", adminPort),
-	}
-	s.OP = startOP(t, opOptions{RelayURL: s.RelayURL, AccessTTL: o.AccessTTL})
-	t.Cleanup(func() {
-		if st := s.OP.Stats(t); st.InvalidGrant != 0 || st.RefreshReused != 0 {
-			t.Errorf("the OP answered invalid_grant %d times (reused refresh tokens: %d), want 0: a refresh token was spent twice",
-				st.InvalidGrant, st.RefreshReused)
-		}
-	})
-	api := startProcess(t, "api", bins.root, nil, bins.api, "-listen=127.0.0.1:0", "-issuer="+s.OP.Issuer, "-audience="+apiResource)
-	s.APIURL = api.waitOutput(t, regexp.MustCompile(`api ready"? url=(http://\S+)`), 30*time.Second)[1]
-	waitReady(t, api, s.APIURL+"/healthz", 10*time.Second)
-	s.Tap = newTap(t, s.APIURL)
-
-	s.ConfigPath = filepath.Join(t.TempDir(), "tokenrelay.yaml")
-	if err := os.WriteFile(s.ConfigPath, []byte(relayConfig(s, relayPort, adminPort, o)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.Relay = startProcess(t, "tokenrelay", bins.root, []string{"GORACE=halt_on_error=0"}, bins.tokenrelay, "serve", "-config", s.ConfigPath)
-	waitReady(t, s.Relay, s.AdminURL+"/readyz", 60*time.Second)
-	return s
 }
 
 // chromeBrowser is one headless Chromium with a fresh profile, stopped when

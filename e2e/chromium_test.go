@@ -79,7 +79,7 @@ func TestChromiumDemoFlow(t *testing.T) {
 	chromeExecPath(t) // skip (or fail in CI) before starting the stack
 	// Tokens live 4s and are refreshed 1s ahead; the page calls whoami
 	// every 3s, so its second or third call carries a refreshed token.
-	s := chromeStartStack(t, stackOptions{AccessTTL: 4 * time.Second, RefreshAhead: time.Second})
+	s := startStack(t, stackOptions{AccessTTL: 4 * time.Second, RefreshAhead: time.Second, PublicHost: "localhost"})
 	b := chromeStart(t)
 	home := s.RelayURL + "/"
 

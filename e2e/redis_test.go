@@ -149,7 +149,7 @@ func TestRedisTwoReplicasRefreshStorm(t *testing.T) {
 	// After the storm both replicas forward each session's new token.
 	for i, sess := range sessions {
 		want := results[i][0].who.JTI
-		for _, r := range []*redisRelay{a, b} {
+		for _, r := range []*relay{a, b} {
 			got, err := redisGet(client, r.URL+"/api/whoami", sess.Ticket).whoami()
 			if err != nil || got.JTI != want {
 				t.Errorf("after the storm, session %s on %s: jti %q, error %v; want the storm's token %q", sess.User, r.URL, got.JTI, err, want)
