@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,6 +121,23 @@ func (o *op) Stats(t *testing.T) opStats {
 }
 
 // Reset zeroes the OP's counters.
+// BackchannelLogout makes the OP send a back-channel logout token for the
+// account's session sid to the client's back-channel logout URI (through its
+// test-only /__backchannel-logout hook); the OP answers 200 only when
+// tokenrelay accepted the token.
+func (o *op) BackchannelLogout(t *testing.T, account, sid string) {
+	t.Helper()
+	resp, err := o.client.Post(o.Issuer+"/__backchannel-logout?account="+url.QueryEscape(account)+"&sid="+url.QueryEscape(sid), "", nil)
+	if err != nil {
+		t.Fatalf("op back-channel logout: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		t.Fatalf("op back-channel logout = %d %s, want 200: tokenrelay did not accept the logout token", resp.StatusCode, body)
+	}
+}
+
 func (o *op) Reset(t *testing.T) {
 	t.Helper()
 	resp, err := o.client.Post(o.Issuer+"/__reset", "", nil)

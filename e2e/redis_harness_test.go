@@ -250,21 +250,6 @@ func redisOPSID(t *testing.T, o *op, account string) string {
 	return v.SIDs[0]
 }
 
-// redisOPBackchannel has the OP send its back-channel logout token for
-// account and sid to the client's back-channel URI (replica 0).
-func redisOPBackchannel(t *testing.T, o *op, account, sid string) {
-	t.Helper()
-	resp, err := o.client.Post(o.Issuer+"/__backchannel-logout?account="+url.QueryEscape(account)+"&sid="+url.QueryEscape(sid), "", nil)
-	if err != nil {
-		t.Fatalf("op back-channel logout: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		t.Fatalf("op back-channel logout = %d %s, want 200 (tokenrelay accepted the logout token)", resp.StatusCode, body)
-	}
-}
-
 // redisIndexKey is the Redis key of the back-channel index of a sid or sub
 // ("sid" or "sub") of the issuer, as the session package builds it.
 func redisIndexKey(kind, issuer, value string) string {

@@ -413,7 +413,7 @@ func TestRedisOutage(t *testing.T) {
 			t.Fatalf("SMEMBERS of %s's sid index = %q, %v; want [%q]", tt.sess.User, got, err, want)
 		}
 	}
-	redisOPBackchannel(t, s.OP, ann.User, annSID)
+	s.OP.BackchannelLogout(t, ann.User, annSID)
 
 	for _, r := range s.Relays {
 		c := redisGet(client, r.URL+"/api/whoami", ann.Ticket)

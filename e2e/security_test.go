@@ -63,24 +63,6 @@ func secIntrospect(t *testing.T, o *op, token string) bool {
 	return *v.Active
 }
 
-// secBackchannel makes the OP send its back-channel logout token for
-// account and sid to tokenrelay now.
-func secBackchannel(t *testing.T, o *op, account, sid string) {
-	t.Helper()
-	resp, err := o.client.Post(o.Issuer+"/__backchannel-logout?account="+url.QueryEscape(account)+"&sid="+url.QueryEscape(sid), "", nil)
-	if err != nil {
-		t.Fatalf("op back-channel logout: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var body struct {
-			Error string `json:"error"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		t.Fatalf("op back-channel logout = %d (%s), want 200: tokenrelay did not accept the logout token", resp.StatusCode, body.Error)
-	}
-}
-
 // secPost sends a fetch()-style POST with the browser's cookies and the
 // given headers (no defaults: each test states its origin headers).
 func secPost(t *testing.T, b *browser, target string, header http.Header) observed {
@@ -319,7 +301,7 @@ func TestSecurityBackchannelReplicas(t *testing.T) {
 	}
 
 	before := s.OP.Stats(t)
-	secBackchannel(t, s.OP, "alice", sids[0])
+	s.OP.BackchannelLogout(t, "alice", sids[0])
 	if got := s.OP.Stats(t).BackchannelSuccess - before.BackchannelSuccess; got != 1 {
 		t.Errorf("OP counted %d successful back-channel logouts, want 1", got)
 	}
