@@ -1255,24 +1255,6 @@ func TestCallbackFromOtherBrowser(t *testing.T) {
 	}
 }
 
-// authClock is a settable clock shared by the handler and the manager.
-type authClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *authClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *authClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // noRefresh is a session.Refresher for flows that must not refresh.
 type noRefresh struct{}
 
@@ -1282,7 +1264,7 @@ func (noRefresh) Refresh(context.Context, secret.String) (*idp.Token, error) {
 
 // newManagerFixture is an authHandler over the real session.Manager and
 // MemoryStore, with the scripted provider.
-func newManagerFixture(t *testing.T, clock *authClock) *authFixture {
+func newManagerFixture(t *testing.T, clock *pxClock) *authFixture {
 	t.Helper()
 	m, err := session.NewManager(session.ManagerOptions{
 		Backend:       session.NewMemoryStore(clock.Now),
@@ -1309,7 +1291,7 @@ func newManagerFixture(t *testing.T, clock *authClock) *authFixture {
 // TestAuthFlowWithManager runs login → callback → session → logout →
 // session against the real session manager and memory store.
 func TestAuthFlowWithManager(t *testing.T) {
-	clock := &authClock{t: authTestNow}
+	clock := &pxClock{t: authTestNow}
 	f := newManagerFixture(t, clock)
 	jar := &http.Cookie{}
 
@@ -1390,7 +1372,7 @@ func TestCallbackWithManager(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := &authClock{t: authTestNow}
+			clock := &pxClock{t: authTestNow}
 			f := newManagerFixture(t, clock)
 			w := f.serve(httptest.NewRequest("GET", "/.auth/login", nil))
 			loc, _ := url.Parse(w.Header().Get("Location"))
@@ -1431,7 +1413,7 @@ func TestBackchannelWithManager(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := &authClock{t: authTestNow}
+			clock := &pxClock{t: authTestNow}
 			f := newManagerFixture(t, clock)
 			w := f.serve(httptest.NewRequest("GET", "/.auth/login", nil))
 			loc, _ := url.Parse(w.Header().Get("Location"))
