@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,6 +96,76 @@ func TestRedisCluster(t *testing.T) {
 		// rather than all landing in the prefix's.
 		if len(slots) < 10 {
 			t.Errorf("20 sessions used %d slots, want them spread", len(slots))
+		}
+	})
+
+	// Concurrent Gets are sent in shared pipelines; on a cluster the
+	// client splits each pipeline by node. Every caller must still get its
+	// own key's entry, whichever node holds it.
+	t.Run("ConcurrentGetsAcrossNodes", func(t *testing.T) {
+		ctx := context.Background()
+		store := NewRedisStore(client, RedisStoreOptions{KeyPrefix: redistest.KeyPrefix(t)})
+		t.Cleanup(func() { store.Close() })
+		const sessions, readers = 40, 400
+		keys := make([]string, sessions)
+		for i := range keys {
+			keys[i] = sessionKey(confID(t))
+			if err := store.Create(ctx, keys[i], []byte(fmt.Sprintf("data-%d", i)), time.Minute); err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			if i%2 == 0 {
+				if _, err := store.Update(ctx, keys[i], 1, []byte(fmt.Sprintf("data-%d-v2", i)), time.Minute); err != nil {
+					t.Fatalf("Update: %v", err)
+				}
+			}
+		}
+		missing := sessionKey(confID(t))
+		// Hold the first Get's pipeline until every other Get has queued
+		// behind it, so the rest go out in shared, cross-node pipelines.
+		gate := newPipelineGate(1)
+		client.AddHook(gate)
+		var wg sync.WaitGroup
+		errs := make(chan error, readers)
+		for r := range readers {
+			if r == 1 {
+				<-gate.entered[1]
+			}
+			if r == readers-1 {
+				waitQueued(t, store.gets, readers-2)
+				close(gate.release[1])
+			}
+			wg.Go(func() {
+				if r%10 == 9 {
+					if _, err := store.Get(ctx, missing); !errors.Is(err, ErrNotFound) {
+						errs <- fmt.Errorf("Get(missing) = %v, want ErrNotFound", err)
+					}
+					return
+				}
+				i := r % sessions
+				want, wantVersion := fmt.Sprintf("data-%d", i), uint64(1)
+				if i%2 == 0 {
+					want, wantVersion = want+"-v2", 2
+				}
+				e, err := store.Get(ctx, keys[i])
+				switch {
+				case err != nil:
+					errs <- fmt.Errorf("Get(%d): %v", i, err)
+				case string(e.Data) != want || e.Version != wantVersion || e.TTL <= 0 || e.TTL > time.Minute:
+					errs <- fmt.Errorf("Get(%d) = %q v%d ttl %s, want %q v%d ttl in (0, 1m]", i, e.Data, e.Version, e.TTL, want, wantVersion)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		batched := 0
+		for _, p := range gate.recorded(redistest.KeyPrefix(t)) {
+			batched = max(batched, len(p))
+		}
+		if batched < 2 {
+			t.Errorf("largest pipeline held %d Gets, want the queued Gets sent together", batched)
 		}
 	})
 }
