@@ -83,6 +83,21 @@ func (ta *testApp) build(ctx context.Context, cfg *config.Config, logger *slog.L
 		<-ta.release
 		_, _ = io.WriteString(w, "slow done")
 	})
+	// /upgrade hijacks the connection, as the proxy does for a WebSocket,
+	// and holds it until release.
+	mux.HandleFunc("/upgrade", func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+		_ = buf.Flush()
+		ta.started <- struct{}{}
+		<-ta.release
+		_, _ = buf.WriteString("tunnel done")
+		_ = buf.Flush()
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello")
 	})

@@ -114,8 +114,17 @@ func (c *cli) serve(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	}
 
 	var draining atomic.Bool
+	// handlers counts the main handler's running calls. http.Server's
+	// Shutdown does not wait for hijacked connections, and a proxied
+	// WebSocket runs inside its handler call until the tunnel closes, so
+	// shutdown waits for this count too (bounded by shutdown_grace).
+	var handlers sync.WaitGroup
 	mainSrv := &http.Server{
-		Handler:           a.Handler,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			a.Handler.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          serverErrorLog(logger, "main"),
@@ -223,6 +232,18 @@ func (c *cli) serve(ctx context.Context, cfg *config.Config, logger *slog.Logger
 		})
 	}
 	shutWG.Wait()
+	// Connections the handler hijacked (upgrades: WebSockets) are still
+	// running; give them what is left of the grace period.
+	upgradesDone := make(chan struct{})
+	go func() {
+		handlers.Wait()
+		close(upgradesDone)
+	}()
+	select {
+	case <-upgradesDone:
+	case <-graceCtx.Done():
+		graceErr = errors.Join(graceErr, fmt.Errorf("main server: upgraded connections cut off after shutdown_grace %s", cfg.ShutdownGrace))
+	}
 
 	adminCtx, cancelAdmin := context.WithTimeout(context.WithoutCancel(ctx), adminShutdownTimeout)
 	defer cancelAdmin()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -172,6 +173,59 @@ func TestServeSIGTERM(t *testing.T) {
 		if !hasLine(log, want) {
 			t.Errorf("log has no line with %s", want)
 		}
+	}
+}
+
+// TestServeShutdownWaitsForUpgrades: http.Server.Shutdown does not wait
+// for hijacked connections; serve does, so a proxied WebSocket open at
+// SIGTERM finishes within shutdown_grace instead of being cut at exit.
+func TestServeShutdownWaitsForUpgrades(t *testing.T) {
+	ta := newTestApp()
+	path := writeFile(t, t.TempDir(), "c.yaml", minimalYAML+"shutdown_grace: 30s\n")
+	r := startServe(t, &cli{buildApp: ta.build, noSignals: true}, path)
+
+	conn, err := net.Dial("tcp", r.addrs["main"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade = %v %v, want 101", resp, err)
+	}
+	select {
+	case <-ta.started:
+	case <-time.After(testDeadline):
+		t.Fatal("the upgraded connection did not reach the handler")
+	}
+
+	r.cancel() // as SIGTERM does
+	waitFor(t, "the main listener to refuse connections", func() bool {
+		c, err := net.Dial("tcp", r.addrs["main"])
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case code := <-r.done:
+		t.Fatalf("serve exited (%d) while an upgraded connection was open", code)
+	case <-ta.closed:
+		t.Fatal("app closed while an upgraded connection was open")
+	default:
+	}
+
+	close(ta.release)
+	rest, err := io.ReadAll(br)
+	if err != nil || string(rest) != "tunnel done" {
+		t.Errorf("tunnel after release = %q %v, want \"tunnel done\"", rest, err)
+	}
+	if code := r.wait(t); code != 0 {
+		t.Errorf("exit code = %d, want 0", code)
 	}
 }
 
