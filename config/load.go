@@ -56,20 +56,41 @@ func (l loader) load(data []byte, environ []string) (*Config, Warnings, error) {
 		// along with the file's.
 		return nil, nil, append(problems, applyEnv(new(Config), environ)...)
 	}
-	if problems := applyEnv(cfg, environ); len(problems) > 0 {
-		// Secret files named by a broken configuration are not worth
-		// reading; the input problems come first.
-		return nil, nil, problems
-	}
-	if problems := readSecretFiles(cfg, l.readFile); len(problems) > 0 {
-		return nil, nil, problems
-	}
+	// The file's problems do not stop the checks that follow: the keys
+	// that were fine are loaded, so one run reports every problem.
+	problems = append(problems, applyEnv(cfg, environ)...)
+	problems = append(problems, readSecretFiles(cfg, l.readFile)...)
 	cfg.SetDefaults()
 	warnings, err := cfg.Validate()
-	if err != nil {
+	var invalid Problems
+	if err != nil && !errors.As(err, &invalid) {
 		return nil, nil, err
 	}
+	for _, p := range invalid {
+		// A key whose value was refused as input is absent for
+		// Validate; do not report it twice.
+		if !coveredBy(problems, p.Path) {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, nil, problems
+	}
 	return cfg, warnings, nil
+}
+
+// coveredBy reports whether a problem of ps is about path or a key above
+// it.
+func coveredBy(ps Problems, path string) bool {
+	for _, p := range ps {
+		if p.Path == "" {
+			continue
+		}
+		if path == p.Path || strings.HasPrefix(path, p.Path+".") || strings.HasPrefix(path, p.Path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // readLimited reads a file, refusing one larger than limit bytes.
@@ -90,9 +111,11 @@ func readLimited(name string, limit int64) ([]byte, error) {
 }
 
 // decodeYAML turns the file into a Config. yaml.v3's own errors name a line
-// but not the key path, so a walk over the node tree (checkNode) first finds
-// every unknown key, bare-number duration and type mismatch with its path;
-// only a tree that passes is decoded, with KnownFields(true) as a backstop.
+// but not the key path, so a walk over the node tree first finds every
+// unknown key, bare-number duration and type mismatch with its path. A tree
+// that passes is decoded with KnownFields(true) as a backstop; otherwise the
+// refused nodes are pruned and the rest decoded, and the Config comes back
+// with the problems, so validation can report on the keys that were fine.
 // A nil Config means the file is unusable and problems says why.
 func decodeYAML(data []byte) (*Config, Problems) {
 	cfg := new(Config)
@@ -112,7 +135,7 @@ func decodeYAML(data []byte) (*Config, Problems) {
 		return nil, Problems{{Message: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 
-	w := walker{budget: maxWalkNodes}
+	w := walker{budget: maxWalkNodes, bad: map[*yaml.Node]bool{}}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
@@ -124,8 +147,17 @@ func decodeYAML(data []byte) (*Config, Problems) {
 		return nil, Problems{{Message: fmt.Sprintf("the file must be a YAML mapping of keys (line %d)", root.Line)}}
 	}
 	w.walk(root, reflect.TypeFor[Config](), "")
-	if len(w.problems) > 0 {
+	if w.exhausted {
 		return nil, w.problems
+	}
+	if len(w.problems) > 0 {
+		// Drop what the walk refused and load the rest, so validation
+		// can still report the problems of the keys that were fine.
+		prune(root, w.bad, map[*yaml.Node]bool{})
+		if err := root.Decode(cfg); err != nil {
+			return nil, w.problems
+		}
+		return cfg, w.problems
 	}
 
 	strict := yaml.NewDecoder(bytes.NewReader(data))
@@ -134,6 +166,40 @@ func decodeYAML(data []byte) (*Config, Problems) {
 		return nil, Problems{{Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	return cfg, nil
+}
+
+// prune removes from the tree under n every node the walk refused (and the
+// key or value paired with it). seen guards against alias cycles.
+func prune(n *yaml.Node, bad, seen map[*yaml.Node]bool) {
+	if n == nil || seen[n] {
+		return
+	}
+	seen[n] = true
+	switch n.Kind {
+	case yaml.AliasNode:
+		prune(n.Alias, bad, seen)
+	case yaml.MappingNode:
+		kept := n.Content[:0:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if bad[k] || bad[v] {
+				continue
+			}
+			prune(v, bad, seen)
+			kept = append(kept, k, v)
+		}
+		n.Content = kept
+	case yaml.SequenceNode:
+		kept := n.Content[:0:0]
+		for _, item := range n.Content {
+			if bad[item] {
+				continue
+			}
+			prune(item, bad, seen)
+			kept = append(kept, item)
+		}
+		n.Content = kept
+	}
 }
 
 // maxWalkNodes bounds the walk, so a file that expands aliases
@@ -147,7 +213,9 @@ var durationType = reflect.TypeFor[time.Duration]()
 
 // walker checks a YAML node tree against the Config struct type.
 type walker struct {
-	problems   Problems
+	problems Problems
+	// bad holds the nodes refused, for prune.
+	bad        map[*yaml.Node]bool
 	budget     int
 	aliasDepth int
 	exhausted  bool
@@ -165,6 +233,12 @@ func (w *walker) spend() bool {
 	return true
 }
 
+// refuse records a problem at path and marks n to be pruned.
+func (w *walker) refuse(n *yaml.Node, path, format string, args ...any) {
+	w.problems.add(path, format, args...)
+	w.bad[n] = true
+}
+
 // walk checks node n against type t at key path path.
 func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if !w.spend() {
@@ -172,7 +246,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil || w.aliasDepth >= maxAliasDepth {
-			w.problems.add(path, "alias nests too deeply (line %d)", n.Line)
+			w.refuse(n, path, "alias nests too deeply (line %d)", n.Line)
 			return
 		}
 		w.aliasDepth++
@@ -186,13 +260,13 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	switch {
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			w.problems.add(path, "must be a mapping of keys (line %d)", n.Line)
+			w.refuse(n, path, "must be a mapping of keys (line %d)", n.Line)
 			return
 		}
 		w.mapping(n, t, path, map[string]int{})
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
 		if n.Kind != yaml.SequenceNode {
-			w.problems.add(path, "must be a list (line %d)", n.Line)
+			w.refuse(n, path, "must be a list (line %d)", n.Line)
 			return
 		}
 		for i, item := range n.Content {
@@ -213,12 +287,12 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string, seen map[str
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			w.problems.add(path, "keys must be plain strings (line %d)", k.Line)
+			w.refuse(k, path, "keys must be plain strings (line %d)", k.Line)
 			continue
 		}
 		keyPath := joinPath(path, k.Value)
 		if line, dup := seen[k.Value]; dup {
-			w.problems.add(keyPath, "duplicate key (lines %d and %d)", line, k.Line)
+			w.refuse(k, keyPath, "duplicate key (lines %d and %d)", line, k.Line)
 			continue
 		}
 		seen[k.Value] = k.Line
@@ -228,7 +302,7 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string, seen map[str
 			if s := suggest(k.Value, keysOf(t)); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
-			w.problems.add(keyPath, "%s", msg)
+			w.refuse(k, keyPath, "%s", msg)
 			continue
 		}
 		w.walk(v, f.Type, keyPath)
@@ -253,7 +327,7 @@ func (w *walker) merge(v *yaml.Node, t reflect.Type, path string, seen map[strin
 			w.merge(item, t, path, seen)
 		}
 	default:
-		w.problems.add(path, "a merge key (<<) must refer to a mapping (line %d)", v.Line)
+		w.refuse(v, path, "a merge key (<<) must refer to a mapping (line %d)", v.Line)
 	}
 }
 
@@ -262,17 +336,17 @@ func (w *walker) merge(v *yaml.Node, t reflect.Type, path string, seen map[strin
 func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) {
 	if t == durationType {
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!str" && !isNumber(n.Value)) {
-			w.problems.add(path, "must be a duration such as \"60s\" (line %d)", n.Line)
+			w.refuse(n, path, "must be a duration such as \"60s\" (line %d)", n.Line)
 			return
 		}
 		// yaml.v3 reads only strings into a time.Duration: a bare number,
 		// even 0, is refused with a message that names no unit.
 		if n.ShortTag() != "!!str" {
-			w.problems.add(path, "%v (line %d)", errNoUnit(n.Value), n.Line)
+			w.refuse(n, path, "%v (line %d)", errNoUnit(n.Value), n.Line)
 			return
 		}
 		if _, err := parseDuration(n.Value); err != nil {
-			w.problems.add(path, "%v (line %d)", err, n.Line)
+			w.refuse(n, path, "%v (line %d)", err, n.Line)
 		}
 		return
 	}
@@ -281,14 +355,14 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if line, dup := seen[k.Value]; dup {
-				w.problems.add(joinPath(path, k.Value), "duplicate key (lines %d and %d)", line, k.Line)
+				w.refuse(n, joinPath(path, k.Value), "duplicate key (lines %d and %d)", line, k.Line)
 				return
 			}
 			seen[k.Value] = k.Line
 		}
 	}
 	if err := n.Decode(reflect.New(t).Interface()); err != nil {
-		w.problems.add(path, "must be %s (line %d)", describe(t), n.Line)
+		w.refuse(n, path, "must be %s (line %d)", describe(t), n.Line)
 	}
 }
 

@@ -103,9 +103,15 @@ routes: [{path: api, upstream: "127.0.0.1:1"}]
 			args:     []string{"check-config", "--config", invalid},
 			environ:  []string{"TOKENRELAY_LISTN=:1"},
 			wantCode: 2,
-			wantStderr: invalid + " is invalid (2 problems):\n" +
+			// The input problems first, then what validation finds in the
+			// keys that did load.
+			wantStderr: invalid + " is invalid (6 problems):\n" +
 				`  provider.clientsecret: unknown key (line 3); did you mean "client_secret"?` + "\n" +
-				"  TOKENRELAY_LISTN: unknown variable; did you mean TOKENRELAY_LISTEN?\n",
+				"  TOKENRELAY_LISTN: unknown variable; did you mean TOKENRELAY_LISTEN?\n" +
+				`  listen: must be host:port or :port (got "nope")` + "\n" +
+				`  public_url: required: the redirect URI is public_url + "/.auth/callback"` + "\n" +
+				"  provider.issuer: must be an https URL (http allowed only for loopback)\n" +
+				`  routes[0].path: must be a path starting with "/"` + "\n",
 		},
 		{
 			name:     "every validation problem at once",
