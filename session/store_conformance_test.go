@@ -418,22 +418,7 @@ func confConcurrentCreate(t *testing.T, b Backend) {
 	_, errs := confRace(50, func(i int) (struct{}, error) {
 		return struct{}{}, b.Create(ctx, key, fmt.Appendf(nil, "creator %d", i), time.Hour)
 	})
-	winners, conflicts := 0, 0
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			winners++
-			winner = i
-		case errors.Is(err, ErrConflict):
-			conflicts++
-		default:
-			t.Errorf("Create %d: %v", i, err)
-		}
-	}
-	if winners != 1 || conflicts != 49 {
-		t.Fatalf("50 concurrent Creates: %d won, %d conflicts; want 1, 49", winners, conflicts)
-	}
+	winner := confOneWinner(t, errs, "Creates")
 	e, err := b.Get(ctx, key)
 	if want := fmt.Sprintf("creator %d", winner); err != nil || string(e.Data) != want || e.Version != 1 {
 		t.Errorf("Get = %q v%d, %v; want %q v1", e.Data, e.Version, err, want)
@@ -449,24 +434,9 @@ func confConcurrentUpdate(t *testing.T, b Backend) {
 	versions, errs := confRace(50, func(i int) (uint64, error) {
 		return b.Update(ctx, key, 1, fmt.Appendf(nil, "writer %d", i), time.Hour)
 	})
-	winners, conflicts := 0, 0
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			winners++
-			winner = i
-			if versions[i] != 2 {
-				t.Errorf("winning Update returned version %d, want 2", versions[i])
-			}
-		case errors.Is(err, ErrConflict):
-			conflicts++
-		default:
-			t.Errorf("Update %d: %v", i, err)
-		}
-	}
-	if winners != 1 || conflicts != 49 {
-		t.Fatalf("50 concurrent Updates of version 1: %d won, %d conflicts; want 1, 49", winners, conflicts)
+	winner := confOneWinner(t, errs, "Updates of version 1")
+	if versions[winner] != 2 {
+		t.Errorf("winning Update returned version %d, want 2", versions[winner])
 	}
 	e, err := b.Get(ctx, key)
 	if want := fmt.Sprintf("writer %d", winner); err != nil || string(e.Data) != want || e.Version != 2 {
@@ -710,4 +680,26 @@ func confPing(t *testing.T, b Backend) {
 	if err := b.Ping(context.Background()); err != nil {
 		t.Errorf("Ping = %v, want nil", err)
 	}
+}
+
+// confOneWinner checks that exactly one of concurrent writes succeeded and
+// every other one got ErrConflict, and returns the winner's index.
+func confOneWinner(t *testing.T, errs []error, what string) int {
+	t.Helper()
+	winners, conflicts, winner := 0, 0, -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			winners++
+			winner = i
+		case errors.Is(err, ErrConflict):
+			conflicts++
+		default:
+			t.Errorf("%s, call %d: %v", what, i, err)
+		}
+	}
+	if winners != 1 || conflicts != len(errs)-1 {
+		t.Fatalf("%d concurrent %s: %d won, %d conflicts; want 1, %d", len(errs), what, winners, conflicts, len(errs)-1)
+	}
+	return winner
 }

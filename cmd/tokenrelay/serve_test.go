@@ -140,20 +140,7 @@ func TestServeSIGTERM(t *testing.T) {
 	if code, body := get(t, admin+"/readyz"); body != "shutting down\n" {
 		t.Errorf("/readyz = %d %q, want 503 \"shutting down\\n\"", code, body)
 	}
-	waitFor(t, "the main listener to refuse connections", func() bool {
-		c, err := net.Dial("tcp", r.addrs["main"])
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
-	select {
-	case code := <-r.done:
-		t.Fatalf("serve exited (%d) while a request was in flight", code)
-	case <-ta.closed:
-		t.Fatal("app closed while a request was in flight")
-	default:
-	}
+	assertDrainingWith(t, r, ta, "a request was in flight")
 
 	close(ta.release)
 	res := <-inflight
@@ -204,20 +191,7 @@ func TestServeShutdownWaitsForUpgrades(t *testing.T) {
 	}
 
 	r.cancel() // as SIGTERM does
-	waitFor(t, "the main listener to refuse connections", func() bool {
-		c, err := net.Dial("tcp", r.addrs["main"])
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
-	select {
-	case code := <-r.done:
-		t.Fatalf("serve exited (%d) while an upgraded connection was open", code)
-	case <-ta.closed:
-		t.Fatal("app closed while an upgraded connection was open")
-	default:
-	}
+	assertDrainingWith(t, r, ta, "an upgraded connection was open")
 
 	close(ta.release)
 	rest, err := io.ReadAll(br)
@@ -324,5 +298,26 @@ func TestServeStartupErrors(t *testing.T) {
 				t.Errorf("serve = %d, stderr:\n%s\nwant %d and %q", code, stderr, tt.wantCode, tt.wantStderr)
 			}
 		})
+	}
+}
+
+// assertDrainingWith waits until the main listener refuses connections and
+// checks that serve is still running, and the app still open, because of
+// what (work the shutdown must wait for).
+func assertDrainingWith(t *testing.T, r *running, ta *testApp, what string) {
+	t.Helper()
+	waitFor(t, "the main listener to refuse connections", func() bool {
+		c, err := net.Dial("tcp", r.addrs["main"])
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case code := <-r.done:
+		t.Fatalf("serve exited (%d) while %s", code, what)
+	case <-ta.closed:
+		t.Fatalf("app closed while %s", what)
+	default:
 	}
 }
