@@ -7,23 +7,27 @@ import (
 	"time"
 )
 
-// Defaults that other packages and the docs refer to.
+// Defaults of the keys this package owns, that others refer to.
 const (
-	// LetsEncryptCA is the default ACME directory.
-	LetsEncryptCA = "https://acme-v02.api.letsencrypt.org/directory"
-	// DefaultCookieName is the session cookie's name when cookie.secure is
-	// on; InsecureCookieName when it is off (__Host- requires Secure).
-	DefaultCookieName  = "__Host-tokenrelay"
-	InsecureCookieName = "tokenrelay"
+	// letsEncryptCA is the default ACME directory.
+	letsEncryptCA = "https://acme-v02.api.letsencrypt.org/directory"
+	// DefaultAdminListen is admin_listen's default: loopback only, since
+	// /metrics and /readyz are nobody else's business. A pod sets its own
+	// address (the Helm chart does, from ports.admin) so probes and
+	// Prometheus reach it.
+	DefaultAdminListen = "127.0.0.1:9090"
 )
 
-// SetDefaults fills every unset field with its documented default. Zero
-// means unset, so "0s" for a duration with a non-zero default gets the
-// default. Load calls it; tests that build a Config by hand may too. It
-// is idempotent.
+// SetDefaults fills every unset field with its default: the defaults of the
+// keys config owns here, every other section's from its own WithDefaults.
+// For most keys zero means unset, so "0s" for a duration with a non-zero
+// default gets the default; keys whose zero means something of its own are
+// pointers (cookie.secure, provider.clock_skew) or have a zero default.
+// Load calls it; tests that build a Config by hand may too. It is
+// idempotent.
 func (c *Config) SetDefaults() {
 	setString(&c.Listen, ":8080")
-	setString(&c.AdminListen, ":9090")
+	setString(&c.AdminListen, DefaultAdminListen)
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	setString(&c.AuthPrefix, "/.auth")
 	setDuration(&c.ShutdownGrace, 25*time.Second)
@@ -33,135 +37,45 @@ func (c *Config) SetDefaults() {
 
 	setString(&c.TLS.Mode, "none")
 	setString(&c.TLS.HTTPListen, ":80")
-	setString(&c.TLS.ACME.CA, LetsEncryptCA)
+	setString(&c.TLS.ACME.CA, letsEncryptCA)
 	if len(c.TLS.ACME.Challenges) == 0 {
 		c.TLS.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
 	}
 
-	c.Provider.setDefaults()
-	c.Session.setDefaults()
+	// Discovery compares the issuer exactly; the file's value loses a
+	// trailing slash, as public_url does.
+	c.Provider.Issuer = strings.TrimRight(c.Provider.Issuer, "/")
+	c.Provider = c.Provider.WithDefaults()
+	c.Provider.RedirectURL = c.RedirectURL()
 
-	setBool(&c.Cookie.Secure, true)
-	if *c.Cookie.Secure {
-		setString(&c.Cookie.Name, DefaultCookieName)
-	} else {
-		setString(&c.Cookie.Name, InsecureCookieName)
-	}
-	setString(&c.Cookie.SameSite, "lax")
-
-	r := &c.Refresh
-	setDuration(&r.Ahead, 60*time.Second)
-	setDuration(&r.Timeout, 10*time.Second)
-	setDuration(&r.LockTTL, r.Timeout+5*time.Second)
-	setBool(&r.RetryOn401, true)
-	setInt(&r.MaxRetryBody, 64<<10)
-	setDuration(&r.FailureBackoff, 5*time.Second)
-
-	setString(&c.CSRF.Header, "X-CSRF")
-
-	if c.PublicURL != "" {
-		setString(&c.Logout.PostLogoutRedirectURI, c.PublicURL+"/")
-	}
-	setBool(&c.Logout.Revoke, true)
-
-	u := &c.Upstream
-	setInt(&u.MaxIdleConnsPerHost, 256)
-	setDuration(&u.IdleConnTimeout, 90*time.Second)
-	setDuration(&u.DialTimeout, 5*time.Second)
-	setDuration(&u.ResponseHeaderTimeout, 60*time.Second)
-
+	setString(&c.Session.Store, "memory")
+	c.Session.LifetimeOptions = c.Session.LifetimeOptions.WithDefaults()
+	c.Session.Redis = c.Session.Redis.WithDefaults()
+	c.Cookie = c.Cookie.WithDefaults()
+	c.Refresh.RefreshOptions = c.Refresh.RefreshOptions.WithDefaults()
+	c.Refresh.RetryOptions = c.Refresh.RetryOptions.WithDefaults()
+	c.CSRF = c.CSRF.WithDefaults()
+	c.Logout = c.Logout.WithDefaults(c.PublicURL)
+	c.Upstream = c.Upstream.WithDefaults()
 	for i := range c.Routes {
-		rt := &c.Routes[i]
-		setString(&rt.Name, RouteName(rt.Path))
-		setString(&rt.Auth, "required")
-		setString(&rt.OnUnauthenticated, "auto")
-		setBool(&rt.CSRFHeader, rt.Auth != "none")
+		c.Routes[i] = c.Routes[i].WithDefaults()
 	}
+	c.Assertion = c.Assertion.WithDefaults()
+	c.Provider.Resources = c.routeResources()
 }
 
-func (p *ProviderConfig) setDefaults() {
-	setString(&p.Type, "oidc")
-	p.Issuer = strings.TrimRight(p.Issuer, "/")
-	if p.ClientSecret.IsZero() {
-		setString(&p.AuthMethod, "none")
-	} else {
-		setString(&p.AuthMethod, "client_secret_basic")
-	}
-	if p.Type == "oidc" && len(p.Scopes) == 0 {
-		p.Scopes = []string{"openid", "offline_access", "profile", "email"}
-	}
-	setDuration(&p.AccessTokenLifetime, 5*time.Minute)
-	setDuration(&p.Timeout, 10*time.Second)
-	setInt(&p.MaxResponseBytes, 1<<20)
-	setDuration(&p.ClockSkew, time.Minute)
-	if len(p.Claims) == 0 {
-		p.Claims = []string{"sub", "name", "email", "preferred_username"}
-	}
-
-	cu := &p.Custom
-	setString(&cu.RefreshRequest.Method, "POST")
-	cu.RefreshRequest.Method = strings.ToUpper(cu.RefreshRequest.Method)
-	setString(&cu.RefreshRequest.Format, "json")
-	// A custom backend names its fields its own way: the access token
-	// field must be configured, so a missing mapping is reported rather
-	// than guessed.
-	if p.Type != "custom" {
-		setString(&cu.TokenResponse.AccessToken, "access_token")
-	}
-	setString(&cu.TokenResponse.RefreshToken, "refresh_token")
-	setString(&cu.TokenResponse.ExpiresIn, "expires_in")
-	setString(&cu.TokenResponse.IDToken, "id_token")
-	if len(cu.DeadStatuses) == 0 {
-		cu.DeadStatuses = []int{400, 401, 403}
-	}
-	for i := range cu.Capture {
-		setString(&cu.Capture[i].Method, "POST")
-		cu.Capture[i].Method = strings.ToUpper(cu.Capture[i].Method)
-	}
-}
-
-func (s *SessionConfig) setDefaults() {
-	setString(&s.Store, "memory")
-	setDuration(&s.IdleTimeout, 24*time.Hour)
-	setDuration(&s.MaxLifetime, 720*time.Hour)
-	setDuration(&s.LoginStateTTL, 10*time.Minute)
-	r := &s.Redis
-	setString(&r.KeyPrefix, "tokenrelay:")
-	setDuration(&r.DialTimeout, 2*time.Second)
-	setDuration(&r.ReadTimeout, time.Second)
-	setDuration(&r.WriteTimeout, time.Second)
-}
-
-// RouteName derives a route's metric name from its path: "/api/" -> "api",
-// "/api/v1/" -> "api_v1", "/" -> "root". Characters outside [a-z0-9] become
-// "_". A name that would be one of the proxy's reserved labels ("auth" and
-// "unmatched", e.g. for a custom backend's "/auth/" route) gets the suffix
-// "_route".
-func RouteName(path string) string {
-	var b strings.Builder
-	underscore := false
-	for _, r := range strings.ToLower(strings.Trim(path, "/")) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-			underscore = false
-		} else if !underscore && b.Len() > 0 {
-			b.WriteByte('_')
-			underscore = true
+// routeResources are the resources of the routes whose user tokens are
+// obtained with the session's refresh token: the login asks for each, so
+// that a refresh may later ask for a token of it (RFC 8707 §2.1).
+func (c *Config) routeResources() []string {
+	var out []string
+	for _, r := range c.Routes {
+		if r.RefreshesTarget() && r.Resource != "" && !slices.Contains(out, r.Resource) {
+			out = append(out, r.Resource)
 		}
 	}
-	name := strings.TrimRight(b.String(), "_")
-	switch {
-	case name == "":
-		return "root"
-	case reservedRouteName(name):
-		return name + "_route"
-	}
-	return name
+	return out
 }
-
-// reservedRouteName reports whether name is a metric label the proxy uses
-// for its own requests (the auth endpoints and requests no route serves).
-func reservedRouteName(name string) bool { return name == "auth" || name == "unmatched" }
 
 // RedirectURL is the OAuth2 redirect URI: public_url + auth_prefix +
 // "/callback".
@@ -176,18 +90,6 @@ func setString(p *string, def string) {
 func setDuration(p *time.Duration, def time.Duration) {
 	if *p == 0 {
 		*p = def
-	}
-}
-
-func setInt[T int | int64](p *T, def T) {
-	if *p == 0 {
-		*p = def
-	}
-}
-
-func setBool(p **bool, def bool) {
-	if *p == nil {
-		*p = &def
 	}
 }
 

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/internal/problem"
 	"github.com/tokenrelay/tokenrelay/secret"
+
+	"github.com/tokenrelay/tokenrelay/proxy"
 )
 
 func TestEnvOverrides(t *testing.T) {
@@ -46,9 +49,16 @@ func TestEnvOverrides(t *testing.T) {
 			},
 		},
 		{
-			name:    "list of integers",
-			environ: []string{"TOKENRELAY_PROVIDER_CUSTOM_DEAD_STATUSES=400,401"},
-			check:   func(c *Config) (any, any) { return c.Provider.Custom.DeadStatuses, []int{400, 401} },
+			name: "list of integers",
+			environ: []string{
+				"TOKENRELAY_PROVIDER_CUSTOM_DEAD_STATUSES=400,401",
+				// dead_statuses is a custom backend's setting.
+				"TOKENRELAY_PROVIDER_TYPE=custom",
+				"TOKENRELAY_PROVIDER_TOKEN_ENDPOINT=https://api.example.com/auth/token",
+				"TOKENRELAY_PROVIDER_CUSTOM_REFRESH_REQUEST_BODY=refreshToken={{refresh_token}}",
+				"TOKENRELAY_PROVIDER_CUSTOM_TOKEN_RESPONSE_ACCESS_TOKEN=accessToken",
+			},
+			check: func(c *Config) (any, any) { return c.Provider.Custom.DeadStatuses, []int{400, 401} },
 		},
 		{
 			name:    "map replaces the file's map",
@@ -66,7 +76,7 @@ func TestEnvOverrides(t *testing.T) {
 			name:    "route field by index",
 			environ: []string{"TOKENRELAY_ROUTES_0_UPSTREAM=http://127.0.0.1:4000", "TOKENRELAY_ROUTES_1_AUTH=optional"},
 			check: func(c *Config) (any, any) {
-				return []string{c.Routes[0].Upstream, c.Routes[0].Path, c.Routes[1].Auth},
+				return []string{c.Routes[0].Upstream, c.Routes[0].Path, string(c.Routes[1].Auth)},
 					[]string{"http://127.0.0.1:4000", "/api/", "optional"}
 			},
 		},
@@ -74,8 +84,8 @@ func TestEnvOverrides(t *testing.T) {
 			name:    "route index past the end adds a route",
 			environ: []string{"TOKENRELAY_ROUTES_2_PATH=/admin/", "TOKENRELAY_ROUTES_2_UPSTREAM=http://127.0.0.1:4001", "TOKENRELAY_ROUTES_2_STRIP_PREFIX=true"},
 			check: func(c *Config) (any, any) {
-				return c.Routes[2], Route{Name: "admin", Path: "/admin/", Upstream: "http://127.0.0.1:4001", Auth: "required",
-					OnUnauthenticated: "auto", CSRFHeader: ptr(true), StripPrefix: true}
+				return c.Routes[2], proxy.Route{Name: "admin", Path: "/admin/", Upstream: "http://127.0.0.1:4001", Auth: "required",
+					OnUnauthenticated: "auto", CSRFHeader: ptr(true), StripPrefix: true, Token: "user"}
 			},
 		},
 		{
@@ -168,14 +178,14 @@ func TestEnvVarsResolve(t *testing.T) {
 		seen[name] = true
 
 		concrete := strings.ReplaceAll(name, "<n>", "3")
-		steps, path, ok := resolveEnv(reflect.TypeFor[Config](), strings.TrimPrefix(concrete, EnvPrefix))
+		steps, path, ok := resolveEnv(reflect.TypeFor[Config](), strings.TrimPrefix(concrete, envPrefix))
 		if !ok {
 			t.Errorf("%s does not resolve", concrete)
 			continue
 		}
 		// The YAML path, upper-cased and flattened, gives the name back.
 		flat := strings.NewReplacer(".", "_", "[", "_", "]", "").Replace(strings.ToUpper(path))
-		if got := EnvPrefix + flat; got != concrete {
+		if got := envPrefix + flat; got != concrete {
 			t.Errorf("%s resolves to %s, which names %s", concrete, path, got)
 		}
 		var cfg Config
@@ -190,10 +200,13 @@ func TestEnvVarsResolve(t *testing.T) {
 }
 
 func sampleValue(t reflect.Type) string {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	switch {
 	case t == durationType:
 		return "1s"
-	case t == boolPtr, t.Kind() == reflect.Bool:
+	case t.Kind() == reflect.Bool:
 		return "true"
 	case t.Kind() == reflect.Int, t.Kind() == reflect.Int64:
 		return "7"
@@ -213,6 +226,91 @@ func TestEnvSecretsStayRedacted(t *testing.T) {
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
 		if s := fmt.Sprintf(verb, cfg); strings.Contains(s, "hunter2") {
 			t.Errorf("Sprintf(%q, cfg) leaks the client secret", verb)
+		}
+	}
+}
+
+// TestEnvServiceLinks: the variables Kubernetes injects for Services named
+// tokenrelay or tokenrelay-<x> are ignored with a debug note each, while a
+// name of the same shape with a value Kubernetes would not write, and a
+// misspelt key, are still problems.
+func TestEnvServiceLinks(t *testing.T) {
+	links := []string{
+		"TOKENRELAY_SERVICE_HOST=10.96.0.10",
+		"TOKENRELAY_SERVICE_PORT=8080",
+		"TOKENRELAY_SERVICE_PORT_HTTP=8080",
+		"TOKENRELAY_SERVICE_PORT_TOKENRELAY_ADM=9090",
+		"TOKENRELAY_PORT=tcp://10.96.0.10:8080",
+		"TOKENRELAY_PORT_8080_TCP=tcp://10.96.0.10:8080",
+		"TOKENRELAY_PORT_8080_TCP_PROTO=tcp",
+		"TOKENRELAY_PORT_8080_TCP_PORT=8080",
+		"TOKENRELAY_PORT_8080_TCP_ADDR=10.96.0.10",
+		"TOKENRELAY_PORT_5353_UDP=udp://10.96.0.10:5353",
+		"TOKENRELAY_PORT_9000_SCTP_PROTO=sctp",
+		"TOKENRELAY_REDIS_SERVICE_HOST=10.96.0.11",
+		"TOKENRELAY_REDIS_SERVICE_PORT_REDIS=6379",
+		"TOKENRELAY_REDIS_PORT=tcp://10.96.0.11:6379",
+		"TOKENRELAY_REDIS_PORT_6379_TCP=tcp://10.96.0.11:6379",
+		"TOKENRELAY_REDIS_PORT_6379_TCP_ADDR=10.96.0.11",
+		"TOKENRELAY_ADMIN_PORT_6379_TCP_PORT=6379", // a Service named tokenrelay-admin
+		"TOKENRELAY_V6_SERVICE_HOST=fd00:10:96::a",
+		"TOKENRELAY_V6_PORT=tcp://[fd00:10:96::a]:8080",
+	}
+	cfg, warnings, err := loader{readFile: memFiles(nil)}.load([]byte(baseYAML), links)
+	if err != nil {
+		t.Fatalf("service links refused: %v", err)
+	}
+	var ignored []string
+	for _, w := range warnings {
+		if w.Severity == problem.Debug {
+			ignored = append(ignored, w.Path)
+		}
+	}
+	if len(ignored) != len(links) {
+		t.Errorf("ignored %d variables with a debug note (%q), want all %d", len(ignored), ignored, len(links))
+	}
+	if cfg.Listen != ":8080" || cfg.AdminListen != DefaultAdminListen {
+		t.Errorf("a service link changed the configuration: listen %q admin_listen %q", cfg.Listen, cfg.AdminListen)
+	}
+
+	// Same shapes, values Kubernetes does not write, and misspelt keys:
+	// every one is reported.
+	bad := []string{
+		"TOKENRELAY_SERVICE_HOST=tokenrelay.apps.svc",
+		"TOKENRELAY_SERVICE_PORT=http",
+		"TOKENRELAY_SERVICE_PORT_HTTP=0",
+		"TOKENRELAY_PORT=8080",
+		"TOKENRELAY_REDIS_PORT=redis://10.96.0.11:6379",
+		"TOKENRELAY_PORT_8080_TCP=tcp://10.96.0.10:9090",
+		"TOKENRELAY_PORT_8080_TCP_PROTO=udp",
+		"TOKENRELAY_PORT_8080_TCP_PORT=80",
+		"TOKENRELAY_PORT_8080_TCP_ADDR=localhost",
+		"TOKENRELAY_PORT_8080_HTTP=tcp://10.96.0.10:8080",
+		"TOKENRELAY_LISTEN_PORT=8080",
+		"TOKENRELAY_PROVIDER_CLIENTID=web",
+	}
+	_, _, err = loader{readFile: memFiles(nil)}.load([]byte(baseYAML), append(links, bad...))
+	got := problemLines(t, err)
+	if len(got) != len(bad) {
+		t.Fatalf("problems:\n%s\nwant one per bad variable (%d)", strings.Join(got, "\n"), len(bad))
+	}
+	for _, line := range got {
+		if !strings.Contains(line, "unknown variable") {
+			t.Errorf("problem %q, want unknown variable", line)
+		}
+	}
+}
+
+// TestEnvKeysBeatServiceLinks: a variable that names a configuration key is
+// set, whatever its value looks like; only unknown names can be links.
+func TestEnvKeysBeatServiceLinks(t *testing.T) {
+	for _, name := range EnvVars() {
+		for _, value := range []string{"10.96.0.10", "8080", "tcp://10.96.0.10:8080", "tcp"} {
+			concrete := strings.ReplaceAll(name, "<n>", "0")
+			var cfg Config
+			if _, notes := applyEnv(&cfg, []string{concrete + "=" + value}); len(notes) != 0 {
+				t.Errorf("%s=%s was taken for a service link", concrete, value)
+			}
 		}
 	}
 }

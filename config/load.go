@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,11 +55,13 @@ func (l loader) load(data []byte, environ []string) (*Config, Warnings, error) {
 	if cfg == nil {
 		// Still check the environment, so one run reports its problems
 		// along with the file's.
-		return nil, nil, append(problems, applyEnv(new(Config), environ)...)
+		envProblems, _ := applyEnv(new(Config), environ)
+		return nil, nil, append(problems, envProblems...)
 	}
 	// The file's problems do not stop the checks that follow: the keys
 	// that were fine are loaded, so one run reports every problem.
-	problems = append(problems, applyEnv(cfg, environ)...)
+	envProblems, notes := applyEnv(cfg, environ)
+	problems = append(problems, envProblems...)
 	problems = append(problems, readSecretFiles(cfg, l.readFile)...)
 	cfg.SetDefaults()
 	warnings, err := cfg.Validate()
@@ -76,7 +79,7 @@ func (l loader) load(data []byte, environ []string) (*Config, Warnings, error) {
 	if len(problems) > 0 {
 		return nil, nil, problems
 	}
-	return cfg, warnings, nil
+	return cfg, append(warnings, notes...), nil
 }
 
 // coveredBy reports whether a problem of ps is about path or a key above
@@ -257,6 +260,9 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return // an empty value leaves the default
 	}
+	if isOptionalSection(t) {
+		t = t.Elem()
+	}
 	switch {
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
@@ -334,7 +340,7 @@ func (w *walker) merge(v *yaml.Node, t reflect.Type, path string, seen map[strin
 // leaf checks a scalar, list or map value by decoding it alone into a
 // value of its field's type.
 func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) {
-	if t == durationType {
+	if t == durationType || (t.Kind() == reflect.Pointer && t.Elem() == durationType) {
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!str" && !isNumber(n.Value)) {
 			w.refuse(n, path, "must be a duration such as \"60s\" (line %d)", n.Line)
 			return
@@ -450,11 +456,22 @@ func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// fieldsOf yields the fields of struct type t that have a YAML key.
+// fieldsOf yields the fields of struct type t that have a YAML key, those
+// of the structs it inlines (yaml ",inline": a package's options that share
+// a section with others) included. Each field's Index leads to it from t.
 func fieldsOf(t reflect.Type) func(yield func(reflect.StructField) bool) {
 	return func(yield func(reflect.StructField) bool) {
 		for i := range t.NumField() {
 			f := t.Field(i)
+			if inlined(f) {
+				for inner := range fieldsOf(f.Type) {
+					inner.Index = append([]int{i}, inner.Index...)
+					if !yield(inner) {
+						return
+					}
+				}
+				continue
+			}
 			if yamlKey(f) == "" {
 				continue
 			}
@@ -463,6 +480,13 @@ func fieldsOf(t reflect.Type) func(yield func(reflect.StructField) bool) {
 			}
 		}
 	}
+}
+
+// inlined reports whether f is a struct whose keys sit in the mapping of
+// the struct that holds it.
+func inlined(f reflect.StructField) bool {
+	_, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return f.Type.Kind() == reflect.Struct && slices.Contains(strings.Split(opts, ","), "inline")
 }
 
 func keysOf(t reflect.Type) []string {

@@ -10,7 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/identity"
+	"github.com/tokenrelay/tokenrelay/idp"
+	"github.com/tokenrelay/tokenrelay/proxy"
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/session"
+	"github.com/tokenrelay/tokenrelay/session/redisstore"
 )
 
 // baseYAML is a small valid configuration the tests start from.
@@ -72,7 +77,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	want := &Config{
 		Listen:        ":8080",
-		AdminListen:   ":9090",
+		AdminListen:   "127.0.0.1:9090", // loopback only by default
 		PublicURL:     "https://app.example.com",
 		AuthPrefix:    "/.auth",
 		ShutdownGrace: 25 * time.Second,
@@ -82,61 +87,79 @@ func TestLoadDefaults(t *testing.T) {
 			ACME:       ACMEConfig{CA: "https://acme-v02.api.letsencrypt.org/directory", Challenges: []string{"http-01", "tls-alpn-01"}},
 			HTTPListen: ":80",
 		},
-		Provider: ProviderConfig{
+		Provider: idp.Options{
 			Type:                "oidc",
 			Issuer:              "https://id.example.com",
 			ClientID:            "spa",
 			AuthMethod:          "none",
+			AuthMethodDefaulted: true,
+			PAR:                 "auto",
 			Scopes:              []string{"openid", "offline_access", "profile", "email"},
 			AccessTokenLifetime: 5 * time.Minute,
 			Timeout:             10 * time.Second,
 			MaxResponseBytes:    1 << 20,
-			ClockSkew:           time.Minute,
+			ClockSkew:           new(time.Minute),
 			Claims:              []string{"sub", "name", "email", "preferred_username"},
-			Custom: CustomConfig{
-				RefreshRequest: RequestTemplate{Method: "POST", Format: "json"},
-				TokenResponse: ResponseMapping{
+			Custom: idp.CustomOptions{
+				RefreshRequest: idp.RequestTemplate{Method: "POST", Format: "json"},
+				Mapping: idp.ResponseMapping{
 					AccessToken:  "access_token",
 					RefreshToken: "refresh_token",
 					ExpiresIn:    "expires_in",
 					IDToken:      "id_token",
 				},
-				DeadStatuses: []int{400, 401, 403},
 			},
+			RedirectURL:         "https://app.example.com/.auth/callback",
+			LogoutTokenMaxAge:   5 * time.Minute,
+			JWKSRefreshInterval: time.Hour,
+			JWKSRefreshCooldown: time.Minute,
+			ReplayCacheSize:     10000,
 		},
 		Session: SessionConfig{
-			Store:         "memory",
-			Secret:        "0123456789abcdef0123456789abcdef",
-			IdleTimeout:   24 * time.Hour,
-			MaxLifetime:   720 * time.Hour,
-			LoginStateTTL: 10 * time.Minute,
-			Redis: RedisConfig{
+			Store:  "memory",
+			Secret: "0123456789abcdef0123456789abcdef",
+			LifetimeOptions: session.LifetimeOptions{
+				IdleTimeout:   24 * time.Hour,
+				MaxLifetime:   720 * time.Hour,
+				LoginStateTTL: 10 * time.Minute,
+			},
+			Redis: redisstore.Options{
 				KeyPrefix:    "tokenrelay:",
 				DialTimeout:  2 * time.Second,
 				ReadTimeout:  time.Second,
 				WriteTimeout: time.Second,
+				OpTimeout:    2 * time.Second,
 			},
 		},
-		Cookie: CookieConfig{Name: "__Host-tokenrelay", Secure: ptr(true), SameSite: "lax"},
+		Cookie: session.CookieOptions{Name: "__Host-tokenrelay", Secure: ptr(true), SameSite: "lax"},
 		Refresh: RefreshConfig{
-			Ahead:          60 * time.Second,
-			Timeout:        10 * time.Second,
-			LockTTL:        15 * time.Second,
-			RetryOn401:     ptr(true),
-			MaxRetryBody:   64 << 10,
-			FailureBackoff: 5 * time.Second,
+			RefreshOptions: session.RefreshOptions{
+				Ahead:          60 * time.Second,
+				Timeout:        10 * time.Second,
+				LockTTL:        30 * time.Second,
+				MinInterval:    30 * time.Second,
+				FailureBackoff: 5 * time.Second,
+			},
+			RetryOptions: proxy.RetryOptions{RetryOn401: ptr(true), MaxRetryBody: 64 << 10},
 		},
-		CSRF:   CSRFConfig{Header: "X-CSRF"},
-		Logout: LogoutConfig{PostLogoutRedirectURI: "https://app.example.com/", Revoke: ptr(true)},
-		Upstream: UpstreamConfig{
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			DialTimeout:           5 * time.Second,
-			ResponseHeaderTimeout: 60 * time.Second,
+		CSRF:   proxy.CSRFOptions{Header: "X-CSRF"},
+		Logout: proxy.LogoutOptions{PostLogoutRedirectURI: "https://app.example.com/", Revoke: ptr(true)},
+		Upstream: proxy.UpstreamOptions{
+			TransportOptions: proxy.TransportOptions{
+				MaxIdleConnsPerHost:   256,
+				IdleConnTimeout:       90 * time.Second,
+				DialTimeout:           5 * time.Second,
+				ResponseHeaderTimeout: 60 * time.Second,
+			},
+			BodyReadTimeout: 30 * time.Second,
 		},
-		Routes: []Route{
-			{Name: "api", Path: "/api/", Upstream: "http://127.0.0.1:3000", Auth: "required", OnUnauthenticated: "auto", CSRFHeader: ptr(true)},
-			{Name: "root", Path: "/", Upstream: "http://127.0.0.1:5173", Auth: "none", OnUnauthenticated: "auto", CSRFHeader: ptr(false)},
+		Routes: []proxy.Route{
+			{Name: "api", Path: "/api/", Upstream: "http://127.0.0.1:3000", Auth: "required", OnUnauthenticated: "auto", CSRFHeader: ptr(true), Token: "user"},
+			{Name: "root", Path: "/", Upstream: "http://127.0.0.1:5173", Auth: "none", OnUnauthenticated: "auto", CSRFHeader: ptr(false), Token: "none"},
+		},
+		Assertion: identity.AssertionOptions{
+			Header: "X-Tokenrelay-Assertion", Lifetime: time.Minute, Algorithm: "ES256",
+			Rotation: 24 * time.Hour, PublishAhead: time.Hour,
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -179,7 +202,7 @@ func TestDefaultsDependOnOtherKeys(t *testing.T) {
 		{
 			name:  "lock ttl follows refresh.timeout",
 			yaml:  baseYAML + "refresh: {timeout: 20s}\n",
-			check: func(c *Config) (any, any) { return c.Refresh.LockTTL, 25 * time.Second },
+			check: func(c *Config) (any, any) { return c.Refresh.LockTTL, 60 * time.Second },
 		},
 		{
 			name:  "trailing slash of public_url is dropped",
@@ -212,7 +235,7 @@ session: {secret: "0123456789abcdef0123456789abcdef"}
 routes: [{path: /, upstream: "http://127.0.0.1:1"}]
 `,
 			check: func(c *Config) (any, any) {
-				return c.Provider.Custom.Capture, []CaptureRoute{{Method: "POST", Path: "/auth/login"}, {Method: "PUT", Path: "/auth/signup"}}
+				return c.Provider.Custom.Capture, []idp.CaptureRoute{{Method: "POST", Path: "/auth/login"}, {Method: "PUT", Path: "/auth/signup"}}
 			},
 		},
 	}
@@ -224,28 +247,6 @@ routes: [{path: /, upstream: "http://127.0.0.1:1"}]
 				t.Errorf("got %#v, want %#v", got, want)
 			}
 		})
-	}
-}
-
-func TestRouteName(t *testing.T) {
-	tests := []struct{ path, want string }{
-		{"/", "root"},
-		{"/api/", "api"},
-		{"/api", "api"},
-		{"/api/v1/", "api_v1"},
-		{"/Auth-Login//x/", "auth_login_x"},
-		{"/-/", "root"},
-		{"/ü/", "root"},
-		{"/a.b/", "a_b"},
-		{"/auth/", "auth_route"},
-		{"/Auth", "auth_route"},
-		{"/unmatched/", "unmatched_route"},
-		{"/auth/login", "auth_login"},
-	}
-	for _, tt := range tests {
-		if got := RouteName(tt.path); got != tt.want {
-			t.Errorf("RouteName(%q) = %q, want %q", tt.path, got, tt.want)
-		}
 	}
 }
 
@@ -453,7 +454,7 @@ func TestLoadFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(\"\") from the environment: %v", err)
 	}
-	if got, want := cfg.Routes, []Route{{Name: "root", Path: "/", Upstream: "http://127.0.0.1:5173", Auth: "required", OnUnauthenticated: "auto", CSRFHeader: ptr(true)}}; !reflect.DeepEqual(got, want) {
+	if got, want := cfg.Routes, []proxy.Route{{Name: "root", Path: "/", Upstream: "http://127.0.0.1:5173", Auth: "required", OnUnauthenticated: "auto", CSRFHeader: ptr(true), Token: "user"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("routes = %+v, want %+v", got, want)
 	}
 }

@@ -3,23 +3,15 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/tokenrelay/tokenrelay/internal/problem"
 )
 
 // Problem is one thing wrong with a configuration, or one warning about it.
-// Path is the YAML key path ("routes[1].upstream") or, for a problem in the
-// environment, the variable's name; it is empty for the file as a whole.
-type Problem struct {
-	Path    string
-	Message string
-}
-
-// String formats the problem as "path: message".
-func (p Problem) String() string {
-	if p.Path == "" {
-		return p.Message
-	}
-	return p.Path + ": " + p.Message
-}
+// Its Path is the full YAML key path ("routes[1].upstream") or, for a
+// problem in the environment, the variable's name; it is empty for the file
+// as a whole.
+type Problem = problem.Problem
 
 // Problems lists everything wrong with a configuration. It is the error Load
 // and Validate return, so one run reports every problem at once.
@@ -48,12 +40,14 @@ func (ps Problems) err() error {
 }
 
 // Warnings are things that work but deserve attention (a generated session
-// secret, an insecure cookie). They never stop tokenrelay from starting.
+// secret, an insecure cookie). They never stop tokenrelay from starting. A
+// warning whose Severity is problem.Debug is worth only a debug-level log
+// line.
 type Warnings []Problem
 
 // String prints one warning per line.
 func (ws Warnings) String() string { return Problems(ws).Error() }
 
 func (ws *Warnings) add(path, format string, args ...any) {
-	*ws = append(*ws, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	*ws = append(*ws, Problem{Path: path, Message: fmt.Sprintf(format, args...), Severity: problem.Warning})
 }

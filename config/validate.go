@@ -6,13 +6,15 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-)
 
-// MinSecretBytes is the shortest server secret accepted.
-const MinSecretBytes = 32
+	"github.com/tokenrelay/tokenrelay/idp"
+	"github.com/tokenrelay/tokenrelay/internal/problem"
+	"github.com/tokenrelay/tokenrelay/internal/valid"
+	"github.com/tokenrelay/tokenrelay/proxy"
+	"github.com/tokenrelay/tokenrelay/session"
+)
 
 // Validate checks a configuration with defaults already set (Load calls
 // SetDefaults first). It reports every problem at once, as Problems, each
@@ -23,15 +25,30 @@ func (c *Config) Validate() (Warnings, error) {
 	v.tls(&c.TLS)
 	v.provider(c)
 	v.session(&c.Session)
-	v.cookie(&c.Cookie)
+	v.under("cookie", c.Cookie.Validate())
 	v.refresh(c)
-	v.csrf(&c.CSRF)
-	if c.Logout.PostLogoutRedirectURI != "" {
-		v.absoluteURL("logout.post_logout_redirect_uri", c.Logout.PostLogoutRedirectURI)
-	}
-	v.upstream(&c.Upstream)
+	v.under("csrf", c.CSRF.Validate())
+	v.under("logout", c.Logout.Validate())
+	v.under("upstream", c.Upstream.Validate())
+	v.forwardAuth(c)
 	v.routes(c)
+	v.under("policy", c.Policy.Validate())
+	v.assertion(c)
+	v.under("error_pages", c.ErrorPages.Validate())
+	v.under("admin", c.Admin.Validate())
+	v.under("tracing", c.Tracing.Validate())
 	return v.warnings, v.problems.err()
+}
+
+// assertion checks the assertion section, and that a route sending the
+// assertion has an issuer for it (public_url).
+func (v *validator) assertion(c *Config) {
+	v.under("assertion", c.Assertion.Validate())
+	for i, r := range c.Routes {
+		if r.Identity != nil && r.Identity.Assertion && c.PublicURL == "" {
+			v.add(fmt.Sprintf("routes[%d].identity.assertion", i), "needs public_url: it is the assertion's issuer (iss)")
+		}
+	}
 }
 
 type validator struct {
@@ -40,6 +57,18 @@ type validator struct {
 }
 
 func (v *validator) add(path, format string, args ...any) { v.problems.add(path, format, args...) }
+
+// under adds the problems a package's Validate found in options that sit
+// at key path prefix, errors and warnings apart.
+func (v *validator) under(prefix string, ps []problem.Problem) {
+	for _, p := range problem.Under(prefix, ps) {
+		if p.Severity == problem.Error {
+			v.problems = append(v.problems, p)
+		} else {
+			v.warnings = append(v.warnings, p)
+		}
+	}
+}
 
 func (v *validator) top(c *Config) {
 	v.listenAddr("listen", c.Listen)
@@ -54,7 +83,7 @@ func (v *validator) top(c *Config) {
 		}
 	default:
 		u, err := url.Parse(c.PublicURL)
-		if err != nil || !secureURL(u) {
+		if err != nil || !valid.Secure(u) {
 			v.add("public_url", "must be an https URL (http allowed only for loopback)")
 		} else if u.RawQuery != "" || u.Fragment != "" || strings.Contains(c.PublicURL, "#") || u.ForceQuery {
 			v.add("public_url", "must not have a query or fragment")
@@ -62,7 +91,7 @@ func (v *validator) top(c *Config) {
 			v.add("public_url", "must not carry user information")
 		}
 	}
-	if !strings.HasPrefix(c.AuthPrefix, "/") || c.AuthPrefix == "/" || strings.HasSuffix(c.AuthPrefix, "/") || !cleanPath(c.AuthPrefix) {
+	if !strings.HasPrefix(c.AuthPrefix, "/") || c.AuthPrefix == "/" || strings.HasSuffix(c.AuthPrefix, "/") || !valid.CleanPath(c.AuthPrefix) {
 		v.add("auth_prefix", "must be a path such as \"/.auth\" (leading slash, no trailing slash)")
 	}
 	v.positive("shutdown_grace", c.ShutdownGrace)
@@ -102,7 +131,7 @@ func (v *validator) tls(t *TLSConfig) {
 		if a.Storage == "" {
 			v.add("tls.acme.storage", "required with tls.mode acme (a persistent folder for certificates and keys)")
 		}
-		if u, err := url.Parse(a.CA); err != nil || !secureURL(u) {
+		if !valid.SecureURL(a.CA) {
 			v.add("tls.acme.ca", "must be an https URL (http allowed only for loopback)")
 		}
 		for i, ch := range a.Challenges {
@@ -118,122 +147,23 @@ func (v *validator) tls(t *TLSConfig) {
 }
 
 func (v *validator) provider(c *Config) {
-	p := &c.Provider
-	if !v.oneOf("provider.type", p.Type, "oidc", "oauth2", "custom") {
-		return
-	}
-	switch p.Type {
-	case "oidc":
-		if p.Issuer == "" {
-			v.add("provider.issuer", "required with provider.type oidc")
-		} else {
-			v.secureURL("provider.issuer", p.Issuer)
+	v.under("provider", c.Provider.Validate())
+	for i, cr := range c.Provider.Custom.Capture {
+		if c.Provider.Type != idp.TypeCustom || cr.Path == "" || !strings.HasPrefix(cr.Path, "/") || !valid.CleanPath(cr.Path) {
+			continue // not checked, or already refused
 		}
-		if !slices.Contains(p.Scopes, "openid") {
-			v.add("provider.scopes", "must include openid with provider.type oidc")
-		}
-		// Google asks for a refresh token with access_type=offline
-		// instead of the offline_access scope.
-		if !slices.Contains(p.Scopes, "offline_access") && p.AuthParams["access_type"] != "offline" {
-			v.warnings.add("provider.scopes", "offline_access is missing: most providers then issue no refresh token, and sessions end when the access token expires")
-		}
-	case "oauth2":
-		if p.AuthorizationEndpoint == "" {
-			v.add("provider.authorization_endpoint", "required with provider.type oauth2")
-		}
-		if p.TokenEndpoint == "" {
-			v.add("provider.token_endpoint", "required with provider.type oauth2")
-		}
-	case "custom":
-		if p.TokenEndpoint == "" {
-			v.add("provider.token_endpoint", "required with provider.type custom (the refresh endpoint)")
-		}
-		v.custom(&p.Custom, c.Routes)
-	}
-	if p.ClientID == "" && p.Type != "custom" {
-		v.add("provider.client_id", "required with provider.type %s", p.Type)
-	}
-	endpoints := []struct{ path, value string }{
-		{"provider.authorization_endpoint", p.AuthorizationEndpoint},
-		{"provider.token_endpoint", p.TokenEndpoint},
-		{"provider.revocation_endpoint", p.RevocationEndpoint},
-		{"provider.end_session_endpoint", p.EndSessionEndpoint},
-		{"provider.userinfo_endpoint", p.UserinfoEndpoint},
-		{"provider.jwks_uri", p.JWKSURI},
-	}
-	for _, e := range endpoints {
-		if e.value != "" {
-			v.secureURL(e.path, e.value)
-		}
-	}
-	if v.oneOf("provider.auth_method", p.AuthMethod, "client_secret_basic", "client_secret_post", "none") {
-		switch {
-		case p.AuthMethod == "none" && !p.ClientSecret.IsZero():
-			v.add("provider.client_secret", "must not be set with provider.auth_method none")
-		case p.AuthMethod != "none" && p.ClientSecret.IsZero():
-			v.add("provider.client_secret", "required with provider.auth_method %s (or client_secret_file)", p.AuthMethod)
-		}
-	}
-	v.positive("provider.access_token_lifetime", p.AccessTokenLifetime)
-	v.positive("provider.timeout", p.Timeout)
-	v.positiveInt("provider.max_response_bytes", p.MaxResponseBytes)
-	if p.ClockSkew < 0 {
-		v.add("provider.clock_skew", "must not be negative")
-	}
-	for i, claim := range p.Claims {
-		if claim == "" {
-			v.add(fmt.Sprintf("provider.claims[%d]", i), "must not be empty")
-		}
-	}
-}
-
-func (v *validator) custom(cu *CustomConfig, routes []Route) {
-	const base = "provider.custom."
-	rt := &cu.RefreshRequest
-	if !validToken(rt.Method) {
-		v.add(base+"refresh_request.method", "must be an HTTP method")
-	}
-	v.oneOf(base+"refresh_request.format", rt.Format, "json", "form")
-	found := false
-	for _, val := range rt.Body {
-		found = found || strings.Contains(val, "{{refresh_token}}")
-	}
-	if !found {
-		v.add(base+"refresh_request.body", "must contain \"{{refresh_token}}\" in a value")
-	}
-	for _, name := range sortedKeys(rt.Headers) {
-		if !validToken(name) {
-			v.add(base+"refresh_request.headers."+name, "is not a valid header name")
-		}
-	}
-	for _, name := range sortedKeys(rt.HeaderFiles) {
-		if !validToken(name) {
-			v.add(base+"refresh_request.header_files."+name, "is not a valid header name")
-		}
-	}
-	if cu.TokenResponse.AccessToken == "" {
-		v.add(base+"token_response.access_token", "required with provider.type custom (the JSON field holding the access token)")
-	}
-	for i, s := range cu.DeadStatuses {
-		if s < 100 || s > 599 {
-			v.add(fmt.Sprintf(base+"dead_statuses[%d]", i), "must be an HTTP status code")
-		}
-	}
-	if cu.DeadErrorField == "" && len(cu.DeadErrorValues) > 0 {
-		v.add(base+"dead_error_field", "required with dead_error_values")
-	}
-	for i, c := range cu.Capture {
-		path := fmt.Sprintf(base+"capture[%d]", i)
-		if !validToken(c.Method) {
-			v.add(path+".method", "must be an HTTP method")
+		serving := -1
+		for j, r := range c.Routes {
+			if strings.HasPrefix(cr.Path, r.Path) && (serving < 0 || len(r.Path) > len(c.Routes[serving].Path)) {
+				serving = j
+			}
 		}
 		switch {
-		case c.Path == "":
-			v.add(path+".path", "required")
-		case !strings.HasPrefix(c.Path, "/") || !cleanPath(c.Path):
-			v.add(path+".path", "must be a path starting with \"/\"")
-		case !slices.ContainsFunc(routes, func(r Route) bool { return strings.HasPrefix(c.Path, r.Path) }):
-			v.add(path+".path", "no route serves this path")
+		case serving < 0:
+			v.add(fmt.Sprintf("provider.custom.capture[%d].path", i), "no route serves this path")
+		case c.Routes[serving].Upstream == "" && c.ForwardAuth.Enabled():
+			// (Without forward-auth the route is refused for lacking one.)
+			v.add(fmt.Sprintf("provider.custom.capture[%d].path", i), "routes[%d] serves it without an upstream: token capture needs tokenrelay to proxy the login", serving)
 		}
 	}
 }
@@ -247,173 +177,123 @@ func (v *validator) session(s *SessionConfig) {
 		v.add("session.secret", "required with store redis")
 	case s.Secret.IsZero():
 		v.warnings.add("session.secret", "not set: a random secret is generated at start, and sessions end with the process")
-	case len(s.Secret.Reveal()) < MinSecretBytes:
-		v.add("session.secret", "must be at least %d bytes", MinSecretBytes)
+	case len(s.Secret.Reveal()) < session.MinSecretBytes:
+		v.add("session.secret", "must be at least %d bytes", session.MinSecretBytes)
 	}
 	for i, p := range s.PreviousSecrets {
-		if len(p.Reveal()) < MinSecretBytes {
-			v.add(fmt.Sprintf("session.previous_secrets[%d]", i), "must be at least %d bytes", MinSecretBytes)
+		if len(p.Reveal()) < session.MinSecretBytes {
+			v.add(fmt.Sprintf("session.previous_secrets[%d]", i), "must be at least %d bytes", session.MinSecretBytes)
 		}
 	}
-	v.positive("session.idle_timeout", s.IdleTimeout)
-	v.positive("session.max_lifetime", s.MaxLifetime)
-	v.positive("session.login_state_ttl", s.LoginStateTTL)
-	if s.IdleTimeout > s.MaxLifetime && s.MaxLifetime > 0 {
-		v.warnings.add("session.idle_timeout", "is longer than session.max_lifetime, so it never applies")
-	}
+	v.under("session", s.LifetimeOptions.Validate())
 	if s.Store == "redis" {
-		v.redis(&s.Redis)
-	} else if s.Redis.configured() {
+		v.under("session.redis", s.Redis.Validate())
+	} else if !s.Redis.IsZero() {
 		v.warnings.add("session.redis", "ignored with store memory")
 	}
 }
 
-// configured reports whether any connection setting was given.
-func (r *RedisConfig) configured() bool {
-	return r.URL != "" || len(r.Addresses) > 0 || r.MasterName != "" || r.Cluster
-}
-
-func (v *validator) redis(r *RedisConfig) {
-	const base = "session.redis."
-	switch {
-	case r.URL != "" && len(r.Addresses) > 0:
-		v.add("session.redis", "set url or addresses, not both")
-	case r.URL == "" && len(r.Addresses) == 0:
-		v.add(base+"url", "required with store redis (or session.redis.addresses)")
-	case r.URL != "":
-		u, err := url.Parse(r.URL)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Scheme != "unix" && u.Host == "") {
-			v.add(base+"url", "must be a redis://, rediss:// or unix:// URL")
-		}
-		if r.Cluster {
-			v.add(base+"cluster", "needs session.redis.addresses (the cluster nodes), not url")
-		}
-	}
-	if r.MasterName != "" && len(r.Addresses) == 0 {
-		v.add(base+"master_name", "requires session.redis.addresses (the sentinels)")
-	}
-	if r.MasterName != "" && r.Cluster {
-		v.add(base+"cluster", "cannot be combined with master_name")
-	}
-	if !r.SentinelPassword.IsZero() && r.MasterName == "" {
-		v.add(base+"sentinel_password", "only used with master_name")
-	}
-	for i, a := range r.Addresses {
-		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || !validPort(port) {
-			v.add(fmt.Sprintf(base+"addresses[%d]", i), "must be host:port")
-		}
-	}
-	if r.DB < 0 {
-		v.add(base+"db", "must not be negative")
-	} else if r.DB != 0 && r.Cluster {
-		v.add(base+"db", "must be 0 with a cluster")
-	}
-	if (r.CertFile == "") != (r.KeyFile == "") {
-		v.add(base+"cert_file", "cert_file and key_file go together")
-	}
-	v.positive(base+"dial_timeout", r.DialTimeout)
-	v.positive(base+"read_timeout", r.ReadTimeout)
-	v.positive(base+"write_timeout", r.WriteTimeout)
-	if r.PoolSize < 0 {
-		v.add(base+"pool_size", "must not be negative")
-	}
-}
-
-func (v *validator) cookie(c *CookieConfig) {
-	secure := c.Secure == nil || *c.Secure
-	switch {
-	case !validToken(c.Name):
-		v.add("cookie.name", "must be a valid cookie name")
-	case !secure && (strings.HasPrefix(c.Name, "__Host-") || strings.HasPrefix(c.Name, "__Secure-")):
-		v.add("cookie.name", "a __Host- or __Secure- cookie requires cookie.secure")
-	}
-	if !secure {
-		v.warnings.add("cookie.secure", "false: the session cookie also travels over plain HTTP; use only for local development")
-	}
-	v.oneOf("cookie.same_site", c.SameSite, "lax", "strict")
-}
-
+// refresh checks the refresh section, and that a token is refreshed ahead
+// of an expiry it can reach.
 func (v *validator) refresh(c *Config) {
 	r := &c.Refresh
-	v.positive("refresh.ahead", r.Ahead)
-	v.positive("refresh.timeout", r.Timeout)
-	v.positive("refresh.lock_ttl", r.LockTTL)
-	v.positive("refresh.failure_backoff", r.FailureBackoff)
-	if r.Timeout > 0 && r.LockTTL > 0 && r.Timeout >= r.LockTTL {
-		v.add("refresh.timeout", "must be below refresh.lock_ttl (%s), so the lock cannot lapse during a refresh", r.LockTTL)
-	}
+	v.under("refresh", r.RefreshOptions.Validate())
 	if r.Ahead > 0 && r.Ahead >= c.Provider.AccessTokenLifetime {
 		v.add("refresh.ahead", "must be below provider.access_token_lifetime (%s)", c.Provider.AccessTokenLifetime)
 	}
-	if r.MaxRetryBody < 0 {
-		v.add("refresh.max_retry_body", "must not be negative")
-	}
+	v.under("refresh", r.RetryOptions.Validate())
 }
 
-func (v *validator) csrf(c *CSRFConfig) {
-	if !validToken(c.Header) {
-		v.add("csrf.header", "must be a valid header name")
-	}
-	for i, o := range c.TrustedOrigins {
-		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			v.add(fmt.Sprintf("csrf.trusted_origins[%d]", i), "must be an origin (scheme://host[:port])")
-		}
-	}
-}
-
-func (v *validator) upstream(u *UpstreamConfig) {
-	const base = "upstream."
-	if u.MaxIdleConnsPerHost < 0 {
-		v.add(base+"max_idle_conns_per_host", "must not be negative")
-	}
-	v.positive(base+"idle_conn_timeout", u.IdleConnTimeout)
-	v.positive(base+"dial_timeout", u.DialTimeout)
-	v.positive(base+"response_header_timeout", u.ResponseHeaderTimeout)
-	if u.MaxRequestBody < 0 {
-		v.add(base+"max_request_body", "must not be negative")
-	}
-}
-
+// routes checks the routes, against the auth prefix.
 func (v *validator) routes(c *Config) {
 	if len(c.Routes) == 0 {
 		v.add("routes", "at least one route is required")
 		return
 	}
-	paths := map[string]int{}
-	names := map[string]int{}
+	v.under("routes", proxy.ValidateRoutes(c.Routes, c.AuthPrefix, c.ForwardAuth.Enabled()))
 	for i, r := range c.Routes {
-		base := fmt.Sprintf("routes[%d]", i)
-		switch {
-		case !strings.HasPrefix(r.Path, "/") || !cleanPath(r.Path):
-			v.add(base+".path", "must be a path starting with \"/\"")
-		case r.Path == c.AuthPrefix || strings.HasPrefix(r.Path, c.AuthPrefix+"/"):
-			v.add(base+".path", "must not be under auth_prefix %q", c.AuthPrefix)
-		}
-		if j, dup := paths[r.Path]; dup {
-			v.add(base+".path", "duplicates routes[%d].path", j)
-		} else {
-			paths[r.Path] = i
-		}
-		if !validRouteName(r.Name) {
-			v.add(base+".name", "must match [a-z0-9_]+")
-		} else if reservedRouteName(r.Name) {
-			v.add(base+".name", "%q is reserved for tokenrelay's own metrics (choose another name)", r.Name)
-		} else if j, dup := names[r.Name]; dup {
-			v.add(base+".name", "%q duplicates routes[%d].name (set a name explicitly)", r.Name, j)
-		} else {
-			names[r.Name] = i
-		}
-		if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
-			v.add(base+".upstream", "must be an http or https URL")
-		}
-		v.oneOf(base+".auth", r.Auth, "required", "optional", "none")
-		v.oneOf(base+".on_unauthenticated", r.OnUnauthenticated, "auto", "redirect", "status")
-		if r.Auth == "none" && r.OnUnauthenticated != "auto" {
-			v.warnings.add(base+".on_unauthenticated", "has no effect with auth none")
+		v.routeToken(fmt.Sprintf("routes[%d]", i), r, &c.Provider)
+	}
+}
+
+// routeToken checks that the provider can give a route its token: client
+// credentials need a confidential client; a resource, scopes and token
+// exchange need an RFC 6749 token endpoint; a user token's scopes are
+// among those the login asks for (a refresh may narrow the scopes, never
+// widen them).
+func (v *validator) routeToken(path string, r proxy.Route, p *idp.Options) {
+	switch {
+	case (r.Token == proxy.TokenClient || r.Token == proxy.TokenUserOrClient) && !p.Confidential():
+		v.add(path+".token", "%s needs tokenrelay's own client credentials, which a %s client cannot use (provider.auth_method %s)", r.Token, p.Type, p.AuthMethod)
+	case r.Token == proxy.TokenExchange && p.Type == idp.TypeCustom:
+		v.add(path+".token", "exchange needs an RFC 8693 token endpoint, which provider.type custom has not")
+	case r.RefreshesTarget() && p.Type == idp.TypeCustom:
+		v.add(path+".resource", "a token of its own resource or scopes needs an RFC 6749 token endpoint, which provider.type custom has not")
+	case r.RefreshesTarget():
+		for i, sc := range r.Scopes {
+			if !slices.Contains(p.Scopes, sc) {
+				v.add(fmt.Sprintf("%s.scopes[%d]", path, i), "%q is not among provider.scopes: a refresh may narrow the login's scopes, never widen them", sc)
+			}
 		}
 	}
+}
+
+// forwardAuth checks the forward-auth section, and that its listener is
+// none of the others: the verify endpoint must never share the public
+// listener, where browsers would reach it.
+func (v *validator) forwardAuth(c *Config) {
+	v.under("forward_auth", c.ForwardAuth.Validate())
+	l := c.ForwardAuth.Listen
+	if l == "" || strings.HasSuffix(l, ":0") {
+		return
+	}
+	others := []struct{ key, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}}
+	if c.TLS.Mode == "acme" {
+		others = append(others, struct{ key, addr string }{"tls.http_listen", c.TLS.HTTPListen})
+	}
+	for _, other := range others {
+		if sameListenAddr(l, other.addr) {
+			v.add("forward_auth.listen", "must differ from %s (the verify endpoint's answers carry access tokens: browsers must not reach it)", other.key)
+		}
+	}
+}
+
+// sameListenAddr reports whether two listen addresses would bind the same
+// port on overlapping addresses (":8080" and "127.0.0.1:8080" do).
+func sameListenAddr(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb {
+		return false
+	}
+	return ha == hb || ha == "" || hb == "" || ha == "0.0.0.0" || hb == "0.0.0.0" || ha == "::" || hb == "::"
+}
+
+// CheckProvider reports where the configuration conflicts with the
+// provider's discovery document m: the provider's own options
+// (idp.Options.CheckMetadata) and the grants the routes' tokens need.
+// `tokenrelay check-config --discover` prints it; a replica refuses to
+// start on its errors.
+func (c *Config) CheckProvider(m *idp.Metadata) Problems {
+	var ps Problems
+	for _, p := range problem.Under("provider", c.Provider.CheckMetadata(m)) {
+		ps = append(ps, p)
+	}
+	for i, r := range c.Routes {
+		var grant string
+		switch r.Token {
+		case proxy.TokenClient, proxy.TokenUserOrClient:
+			grant = idp.GrantClientCredentials
+		case proxy.TokenExchange:
+			grant = idp.GrantTokenExchange
+		default:
+			continue
+		}
+		if !m.SupportsGrant(grant) {
+			ps.add(fmt.Sprintf("routes[%d].token", i), "%s needs the %s grant, which the provider does not list (grant_types_supported: %s)", r.Token, grant, strings.Join(m.GrantTypes, ", "))
+		}
+	}
+	return ps
 }
 
 // oneOf checks that value is one of allowed and reports whether it is.
@@ -431,84 +311,10 @@ func (v *validator) positive(path string, d time.Duration) {
 	}
 }
 
-func (v *validator) positiveInt(path string, n int64) {
-	if n <= 0 {
-		v.add(path, "must be positive")
-	}
-}
-
 func (v *validator) listenAddr(path, addr string) {
-	if _, port, err := net.SplitHostPort(addr); err != nil || !validPort(port) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || !valid.Port(port) {
 		v.add(path, "must be host:port or :port (got %q)", addr)
 	}
-}
-
-func (v *validator) secureURL(path, raw string) {
-	if u, err := url.Parse(raw); err != nil || !secureURL(u) {
-		v.add(path, "must be an https URL (http allowed only for loopback)")
-	}
-}
-
-func (v *validator) absoluteURL(path, raw string) {
-	if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.add(path, "must be an absolute http or https URL")
-	}
-}
-
-// secureURL reports whether u is an absolute https URL, or http to a
-// loopback host (localhost, 127.0.0.0/8, ::1).
-func secureURL(u *url.URL) bool {
-	if u.Host == "" || u.Opaque != "" {
-		return false
-	}
-	return u.Scheme == "https" || (u.Scheme == "http" && IsLoopbackHost(u.Hostname()))
-}
-
-// IsLoopbackHost reports whether host (without port or brackets) is
-// localhost or a loopback IP address.
-func IsLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.Unmap().IsLoopback()
-}
-
-func validPort(port string) bool {
-	n, err := strconv.Atoi(port)
-	return err == nil && n >= 0 && n <= 65535 && strconv.Itoa(n) == port
-}
-
-// cleanPath reports whether p has no query, fragment, spaces or control
-// characters.
-func cleanPath(p string) bool {
-	return !strings.ContainsFunc(p, func(r rune) bool {
-		return r == '?' || r == '#' || r <= ' ' || r == 0x7f
-	})
-}
-
-// validToken reports whether s is an RFC 9110 token (header names, cookie
-// names, methods).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := range len(s) {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
-func validRouteName(s string) bool {
-	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_')
-	})
 }
 
 // validDomain accepts a DNS name or an IP address: no scheme, port, path or

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/idp"
+	"github.com/tokenrelay/tokenrelay/proxy"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
@@ -17,16 +19,16 @@ func validConfig(t *testing.T) *Config {
 
 // customProvider turns cfg into a valid custom (Xano-style) provider.
 func customProvider(c *Config) {
-	c.Provider = ProviderConfig{
+	c.Provider = idp.Options{
 		Type:          "custom",
 		TokenEndpoint: "https://x.example/auth/token",
-		Custom: CustomConfig{
-			RefreshRequest: RequestTemplate{Body: map[string]string{"refreshToken": "{{refresh_token}}"}},
-			TokenResponse:  ResponseMapping{AccessToken: "accessToken"},
-			Capture:        []CaptureRoute{{Path: "/api/auth/login"}},
+		Custom: idp.CustomOptions{
+			RefreshRequest: idp.RequestTemplate{Body: map[string]string{"refreshToken": "{{refresh_token}}"}},
+			Mapping:        idp.ResponseMapping{AccessToken: "accessToken"},
+			Capture:        []idp.CaptureRoute{{Path: "/api/auth/login"}},
 		},
 	}
-	c.Provider.setDefaults()
+	c.Provider = c.Provider.WithDefaults()
 }
 
 func TestValidateProblems(t *testing.T) {
@@ -62,7 +64,7 @@ func TestValidateProblems(t *testing.T) {
 			customProvider(c)
 			c.Provider.TokenEndpoint = ""
 			c.Provider.Custom.RefreshRequest.Body = map[string]string{"refreshToken": "{{refreshToken}}"}
-			c.Provider.Custom.TokenResponse.AccessToken = ""
+			c.Provider.Custom.Mapping.AccessToken = ""
 		}, []string{
 			"provider.token_endpoint: required with provider.type custom (the refresh endpoint)",
 			`provider.custom.refresh_request.body: must contain "{{refresh_token}}" in a value`,
@@ -84,7 +86,7 @@ func TestValidateProblems(t *testing.T) {
 		}},
 		{"capture routes need paths served by a route", func(c *Config) {
 			customProvider(c)
-			c.Provider.Custom.Capture = []CaptureRoute{{Method: "POST"}, {Method: "POST", Path: "auth/login"}, {Method: "POST", Path: "/other"}}
+			c.Provider.Custom.Capture = []idp.CaptureRoute{{Method: "POST"}, {Method: "POST", Path: "auth/login"}, {Method: "POST", Path: "/other"}}
 			c.Routes = c.Routes[:1] // only /api/
 		}, []string{
 			"provider.custom.capture[0].path: required",
@@ -102,8 +104,8 @@ func TestValidateProblems(t *testing.T) {
 			[]string{"provider.client_secret: required with provider.auth_method client_secret_basic (or client_secret_file)"}},
 		{"auth_method post needs a secret", func(c *Config) { c.Provider.AuthMethod = "client_secret_post" },
 			[]string{"provider.client_secret: required with provider.auth_method client_secret_post (or client_secret_file)"}},
-		{"auth_method unknown", func(c *Config) { c.Provider.AuthMethod = "private_key_jwt" },
-			[]string{`provider.auth_method: must be one of client_secret_basic, client_secret_post, none (got "private_key_jwt")`}},
+		{"auth_method unknown", func(c *Config) { c.Provider.AuthMethod = "client_secret_jwt" },
+			[]string{`provider.auth_method: must be one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none (got "client_secret_jwt")`}},
 		{"redis needs a secret", func(c *Config) {
 			c.Session.Store, c.Session.Secret = "redis", ""
 			c.Session.Redis.URL = "redis://127.0.0.1:6379/0"
@@ -133,7 +135,7 @@ func TestValidateProblems(t *testing.T) {
 			r.PoolSize = -1
 			r.ReadTimeout = -time.Second
 		}, []string{
-			"session.redis.url: must be a redis://, rediss:// or unix:// URL",
+			"session.redis.url: must be a redis:// or rediss:// URL",
 			"session.redis.cluster: needs session.redis.addresses (the cluster nodes), not url",
 			"session.redis.master_name: requires session.redis.addresses (the sentinels)",
 			"session.redis.cluster: cannot be combined with master_name",
@@ -141,6 +143,27 @@ func TestValidateProblems(t *testing.T) {
 			"session.redis.cert_file: cert_file and key_file go together",
 			"session.redis.read_timeout: must be a positive duration",
 			"session.redis.pool_size: must not be negative",
+			"session.redis.cert_file: is set but TLS is off (set session.redis.tls, or use a rediss:// url)",
+		}},
+		// The rules the Redis client relies on are checked here too, so a
+		// configuration check-config accepts is one the client accepts.
+		{"redis rules of the client", func(c *Config) {
+			r := &c.Session.Redis
+			c.Session.Store = "redis"
+			r.URL = "redis://user:pw@127.0.0.1:6379/2?dial_timeout=1s"
+			r.TLS = true
+		}, []string{"session.redis.url: must not have query parameters: set timeouts and the pool size in their own keys"}},
+		{"redis url repeats credentials and db", func(c *Config) {
+			r := &c.Session.Redis
+			c.Session.Store = "redis"
+			r.URL = "redis://user:pw@127.0.0.1:6379/2"
+			r.Password = "other"
+			r.DB = 3
+			r.TLS = true
+		}, []string{
+			"session.redis.url: carries credentials, and so do username or password: use one",
+			"session.redis.db: is 3 but url selects db 2",
+			"session.redis.tls: is set but url is redis://; use rediss://",
 		}},
 		{"redis sentinel valid", func(c *Config) {
 			c.Session.Store = "redis"
@@ -172,8 +195,18 @@ func TestValidateProblems(t *testing.T) {
 			"refresh.failure_backoff: must be a positive duration",
 			"upstream.dial_timeout: must be a positive duration",
 		}},
-		{"refresh.timeout below lock ttl", func(c *Config) { c.Refresh.Timeout = 15 * time.Second },
-			[]string{"refresh.timeout: must be below refresh.lock_ttl (15s), so the lock cannot lapse during a refresh"}},
+		{"refresh.timeout below lock ttl", func(c *Config) { c.Refresh.Timeout = 30 * time.Second },
+			[]string{"refresh.timeout: must be below refresh.lock_ttl (30s): a refresh may go on in the background, under the lock, after requests stop waiting"}},
+		{"dead_statuses only for custom", func(c *Config) { c.Provider.Custom.DeadStatuses = []int{401} },
+			[]string{"provider.custom.dead_statuses: only for provider.type custom: with oidc only invalid_grant means the refresh token is dead, and other refusals (invalid_client, a 401) keep the session"}},
+		{"refresh durations", func(c *Config) {
+			c.Refresh.MinInterval = -time.Second
+			c.Refresh.ReuseGrace = -time.Second
+			c.Session.Redis.OpTimeout = -time.Second
+		}, []string{
+			"refresh.min_interval: must be a positive duration",
+			"refresh.reuse_grace: must not be negative",
+		}},
 		{"refresh.ahead below access token lifetime", func(c *Config) { c.Refresh.Ahead = 5 * time.Minute },
 			[]string{"refresh.ahead: must be below provider.access_token_lifetime (5m0s)"}},
 		{"listen addresses", func(c *Config) {
@@ -185,6 +218,28 @@ func TestValidateProblems(t *testing.T) {
 		}},
 		{"admin listen equals listen", func(c *Config) { c.AdminListen = c.Listen },
 			[]string{"admin_listen: must differ from listen"}},
+		{"admin escrow without the admin API", func(c *Config) { c.Admin.Escrow = true },
+			[]string{"admin.escrow: needs the admin API: set token_file (or token)"}},
+		{"admin escrow with the admin API", func(c *Config) {
+			c.Admin.Token, c.Admin.Escrow = "0123456789abcdef0123456789abcdef", true
+		}, nil},
+		{"forward-auth on the public listener's port", func(c *Config) { c.ForwardAuth.Listen = "127.0.0.1:8080" },
+			[]string{"forward_auth.listen: must differ from listen (the verify endpoint's answers carry access tokens: browsers must not reach it)"}},
+		{"forward-auth on the admin listener", func(c *Config) { c.ForwardAuth.Listen = c.AdminListen },
+			[]string{"forward_auth.listen: must differ from admin_listen (the verify endpoint's answers carry access tokens: browsers must not reach it)"}},
+		{"forward-auth address", func(c *Config) { c.ForwardAuth.Listen = "8081" },
+			[]string{`forward_auth.listen: must be host:port or :port (got "8081")`}},
+		{"route without upstream under forward-auth", func(c *Config) {
+			c.ForwardAuth.Listen = ":8081"
+			c.Routes[0].Upstream = ""
+		}, nil},
+		{"capture route without upstream", func(c *Config) {
+			customProvider(c)
+			c.ForwardAuth.Listen = ":8081"
+			c.Routes[0].Upstream = ""
+		}, []string{"provider.custom.capture[0].path: routes[0] serves it without an upstream: token capture needs tokenrelay to proxy the login"}},
+		{"route without upstream", func(c *Config) { c.Routes[0].Upstream = "" },
+			[]string{"routes[0].upstream: required (a route without one is for forward-auth, which forward_auth.listen turns on)"}},
 		{"public_url http on a public host", func(c *Config) { c.PublicURL = "http://app.example.com" },
 			[]string{"public_url: must be an https URL (http allowed only for loopback)"}},
 		{"public_url http on localhost", func(c *Config) { c.PublicURL = "http://localhost:8080" }, nil},
@@ -201,7 +256,7 @@ func TestValidateProblems(t *testing.T) {
 			`log.format: must be one of json, text (got "xml")`,
 		}},
 		{"routes problems", func(c *Config) {
-			c.Routes = []Route{
+			c.Routes = []proxy.Route{
 				{Name: "api", Path: "api/", Upstream: "http://127.0.0.1:3000", Auth: "required", OnUnauthenticated: "auto"},
 				{Name: "api", Path: "/x/", Upstream: "127.0.0.1:3000", Auth: "maybe", OnUnauthenticated: "login"},
 				{Name: "Bad-Name", Path: "/x/", Upstream: "ws://127.0.0.1", Auth: "none", OnUnauthenticated: "auto"},
@@ -270,11 +325,13 @@ func TestValidateProblems(t *testing.T) {
 			c.Refresh.MaxRetryBody = -1
 			c.Upstream.MaxIdleConnsPerHost = -1
 			c.Upstream.MaxRequestBody = -1
+			c.Upstream.BodyReadTimeout = -time.Second
 		}, []string{
 			"provider.max_response_bytes: must be positive",
 			"refresh.max_retry_body: must not be negative",
 			"upstream.max_idle_conns_per_host: must not be negative",
 			"upstream.max_request_body: must not be negative",
+			"upstream.body_read_timeout: must not be negative",
 		}},
 	}
 	for _, tt := range tests {
@@ -363,28 +420,5 @@ func TestWarnings(t *testing.T) {
 				t.Errorf("warnings:\n got %q\nwant %q", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestIsLoopbackHost(t *testing.T) {
-	tests := []struct {
-		host string
-		want bool
-	}{
-		{"localhost", true},
-		{"LOCALHOST", true},
-		{"127.0.0.1", true},
-		{"127.255.0.9", true},
-		{"::1", true},
-		{"::ffff:127.0.0.1", true},
-		{"128.0.0.1", false},
-		{"localhost.example.com", false},
-		{"app.localhost", false},
-		{"", false},
-	}
-	for _, tt := range tests {
-		if got := IsLoopbackHost(tt.host); got != tt.want {
-			t.Errorf("IsLoopbackHost(%q) = %v, want %v", tt.host, got, tt.want)
-		}
 	}
 }
