@@ -1,6 +1,8 @@
 package session
 
 import (
+	"github.com/tokenrelay/tokenrelay/internal/idptest"
+
 	"context"
 	"testing"
 	"time"
@@ -10,7 +12,7 @@ import (
 // the record, classify, no touch.
 func BenchmarkAccessTokenFresh(b *testing.B) {
 	ctx := context.Background()
-	m := newTestManager(b, NewMemoryStore(nil), nil, newSingleUseIdP(time.Now, time.Hour), nil)
+	m := newTestManager(b, NewMemoryStore(nil), nil, idptest.NewTokenEndpoint(time.Now, time.Hour), nil)
 	rec := *realisticRecord(b)
 	rec.AccessExpiry = time.Now().Add(time.Hour)
 	tk, err := m.Create(ctx, rec, ViaLogin)
@@ -19,7 +21,7 @@ func BenchmarkAccessTokenFresh(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := m.AccessToken(ctx, tk, ""); err != nil {
+		if _, err := m.AccessToken(ctx, TokenRequest{Ticket: tk}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -20,13 +20,13 @@ func TestCookieSetAndReadBack(t *testing.T) {
 		maxAge time.Duration
 		want   string
 	}{
-		{"defaults of the product", CookieOptions{Secure: true, SameSite: http.SameSiteLaxMode}, 24 * time.Hour,
+		{"defaults of the product", CookieOptions{}, 24 * time.Hour,
 			"__Host-tokenrelay=" + tk.Encode() + "; Path=/; Max-Age=86400; HttpOnly; Secure; SameSite=Lax"},
-		{"strict, custom name, not secure", CookieOptions{Name: "sid", SameSite: http.SameSiteStrictMode}, 90 * time.Second,
+		{"strict, custom name, not secure", CookieOptions{Name: "sid", Secure: new(false), SameSite: SameSiteStrict}, 90 * time.Second,
 			"sid=" + tk.Encode() + "; Path=/; Max-Age=90; HttpOnly; SameSite=Strict"},
-		{"max-age rounds up", CookieOptions{Secure: true, SameSite: http.SameSiteNoneMode}, 1500 * time.Millisecond,
-			"__Host-tokenrelay=" + tk.Encode() + "; Path=/; Max-Age=2; HttpOnly; Secure; SameSite=None"},
-		{"browser-session cookie", CookieOptions{Secure: true, SameSite: http.SameSiteLaxMode}, 0,
+		{"max-age rounds up", CookieOptions{Secure: new(true), SameSite: SameSiteLax}, 1500 * time.Millisecond,
+			"__Host-tokenrelay=" + tk.Encode() + "; Path=/; Max-Age=2; HttpOnly; Secure; SameSite=Lax"},
+		{"browser-session cookie", CookieOptions{Secure: new(true), SameSite: SameSiteLax}, 0,
 			"__Host-tokenrelay=" + tk.Encode() + "; Path=/; HttpOnly; Secure; SameSite=Lax"},
 	}
 	for _, tt := range tests {
@@ -37,7 +37,7 @@ func TestCookieSetAndReadBack(t *testing.T) {
 				t.Fatalf("Set-Cookie = %q, want %q", got, tt.want)
 			}
 			c := rec.Result().Cookies()[0]
-			if c.Domain != "" || c.Path != "/" || !c.HttpOnly || c.Secure != tt.opts.Secure || c.SameSite != tt.opts.SameSite {
+			if c.Domain != "" || c.Path != "/" || !c.HttpOnly || c.Secure != tt.opts.secure() || c.SameSite != tt.opts.sameSite() {
 				t.Errorf("parsed cookie = %+v", c)
 			}
 			req := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -52,7 +52,7 @@ func TestCookieSetAndReadBack(t *testing.T) {
 
 func TestCookieClear(t *testing.T) {
 	rec := httptest.NewRecorder()
-	CookieOptions{Secure: true, SameSite: http.SameSiteLaxMode}.Clear(rec)
+	CookieOptions{}.Clear(rec)
 	want := []string{"__Host-tokenrelay=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax"}
 	if got := rec.Header().Values("Set-Cookie"); !slices.Equal(got, want) {
 		t.Errorf("Set-Cookie = %q, want %q", got, want)
@@ -123,6 +123,9 @@ func TestStripCookie(t *testing.T) {
 		{"longer name kept", []string{"__Host-tokenrelay-x=1; __Host-tokenrelay=abc"}, []string{"__Host-tokenrelay-x=1"}},
 		{"several lines", []string{"a=1", "__Host-tokenrelay=abc; c=3", "d=4"}, []string{"a=1", "c=3", "d=4"}},
 		{"no space after semicolon", []string{"a=1;__Host-tokenrelay=abc;b=2"}, []string{"a=1; b=2"}},
+		{"login-binding cookies", []string{"a=1; __Host-tokenrelay-login-0123456789abcdef=sealed; tokenrelay-login-x=1; b=2"}, []string{"a=1; b=2"}},
+		{"only a login-binding cookie", []string{"__Host-tokenrelay-login-0123456789abcdef=sealed"}, nil},
+		{"prefix inside a value untouched", []string{"x=tokenrelay-login-1"}, []string{"x=tokenrelay-login-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,5 +147,165 @@ func TestStripCookie(t *testing.T) {
 				t.Errorf("other header lost")
 			}
 		})
+	}
+}
+
+// TestCookieTickets: every session cookie that parses is a candidate, in the
+// order sent, once each and at most maxTickets of them; the count includes
+// cookies that do not parse, so a caller can tell one cookie from several.
+func TestCookieTickets(t *testing.T) {
+	var tk [6]Ticket
+	for i := range tk {
+		var err error
+		if tk[i], err = NewTicket(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := CookieOptions{Secure: new(true)}
+	tests := []struct {
+		name        string
+		values      []string
+		wantTickets []Ticket
+		wantCount   int
+	}{
+		{"none", nil, nil, 0},
+		{"one", []string{tk[0].Encode()}, []Ticket{tk[0]}, 1},
+		{"garbage only", []string{"garbage"}, nil, 1},
+		{"garbage then good", []string{"garbage", tk[1].Encode()}, []Ticket{tk[1]}, 2},
+		{"two good, in order", []string{tk[2].Encode(), tk[1].Encode()}, []Ticket{tk[2], tk[1]}, 2},
+		{"duplicate once", []string{tk[0].Encode(), tk[0].Encode()}, []Ticket{tk[0]}, 2},
+		{"bounded", []string{tk[0].Encode(), tk[1].Encode(), tk[2].Encode(), tk[3].Encode(), tk[4].Encode(), tk[5].Encode()},
+			[]Ticket{tk[0], tk[1], tk[2], tk[3]}, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			for _, v := range tt.values {
+				r.AddCookie(&http.Cookie{Name: DefaultCookieName, Value: v})
+			}
+			r.AddCookie(&http.Cookie{Name: "other", Value: tk[5].Encode()})
+			got, n := o.Tickets(r)
+			if !slices.Equal(got, tt.wantTickets) || n != tt.wantCount {
+				t.Errorf("Tickets = %v, %d; want %v, %d", got, n, tt.wantTickets, tt.wantCount)
+			}
+		})
+	}
+}
+
+// Tickets reads Cookie lines as net/http's CookiesNamed does: the same
+// cookies count, and the same values parse, however the lines are spelled.
+func TestCookieTicketsReadAsNetHTTP(t *testing.T) {
+	a, _ := NewTicket()
+	b, _ := NewTicket()
+	n := DefaultCookieName
+	lines := [][]string{
+		{n + "=" + a.Encode()},
+		{"  " + n + " = " + a.Encode() + " ;x=1"},
+		{n + `="` + a.Encode() + `"`},
+		{n + `="` + a.Encode()},
+		{n + "=" + a.Encode() + `\`},
+		{n + "=a b", n + "=" + b.Encode()},
+		{n + "=\t" + a.Encode()},
+		{"x=1;;" + n + "=" + a.Encode() + ";\t" + n + "=" + b.Encode()},
+		{n + "=" + a.Encode() + "\x7f"},
+		{n + "=", n, "=" + a.Encode(), ";;;", "  "},
+		{"__host-tokenrelay=" + a.Encode(), "__Host-tokenrelay2=" + a.Encode()},
+		{n + "=" + a.Encode() + "=" + b.Encode()},
+	}
+	o := CookieOptions{Secure: new(true)}
+	for _, ls := range lines {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header["Cookie"] = ls
+		var want []Ticket
+		for _, c := range r.CookiesNamed(n) {
+			if tk, err := ParseTicket(c.Value); err == nil && !slices.Contains(want, tk) {
+				want = append(want, tk)
+			}
+		}
+		got, count := o.Tickets(r)
+		if wantCount := len(r.CookiesNamed(n)); count != wantCount || !slices.Equal(got, want) {
+			t.Errorf("Cookie %q: Tickets = %v, %d; net/http reads %v, %d", ls, got, count, want, wantCount)
+		}
+	}
+}
+
+// TestLoginCookieNames: a login-binding cookie is named after the start of
+// its state, with __Host- when secure; a state that cannot name a cookie
+// names none.
+func TestLoginCookieNames(t *testing.T) {
+	const state = "abcdefghijklmnop-rest-of-the-state_0123456789"
+	secure, plain := CookieOptions{Secure: new(true)}, CookieOptions{Secure: new(false)}
+	tests := []struct {
+		o     CookieOptions
+		state string
+		want  string
+	}{
+		{secure, state, "__Host-tokenrelay-login-abcdefghijklmnop"},
+		{plain, state, "tokenrelay-login-abcdefghijklmnop"},
+		{secure, "", ""},
+		{secure, "has space in it!", ""},
+		{secure, "semi;colon-state", ""},
+	}
+	for _, tt := range tests {
+		if got := tt.o.LoginCookieName(tt.state); got != tt.want {
+			t.Errorf("LoginCookieName(secure %v, %q) = %q, want %q", tt.o.secure(), tt.state, got, tt.want)
+		}
+		if tt.want != "" && !tt.o.IsLoginCookie(tt.want) {
+			t.Errorf("IsLoginCookie(%q) = false for its own name", tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		o    CookieOptions
+		name string
+		want bool
+	}{
+		{secure, "tokenrelay-login-abcdefghijklmnop", false}, // secure options read only __Host- ones
+		{plain, "__Host-tokenrelay-login-abcdefghijklmnop", false},
+		{secure, "__Host-tokenrelay-login-short", false},
+		{secure, "__Host-tokenrelay", false},
+	} {
+		if got := tt.o.IsLoginCookie(tt.name); got != tt.want {
+			t.Errorf("IsLoginCookie(secure %v, %q) = %v, want %v", tt.o.secure(), tt.name, got, tt.want)
+		}
+	}
+	for name, want := range map[string]bool{
+		"__Host-tokenrelay":                true,
+		"__Host-tokenrelay-login-anything": true,
+		"__Secure-tokenrelay-login-x":      true,
+		"tokenrelay-login-x":               true,
+		"tokenrelay":                       false, // not the configured name
+		"app-session":                      false,
+		"__Host-tokenrelay-other":          false,
+	} {
+		if got := secure.IsOwnCookie(name); got != want {
+			t.Errorf("IsOwnCookie(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestLoginCookieAttributes pins the binding cookie byte for byte: __Host-
+// with Path=/ when secure (so no sibling host can plant one), SameSite=Lax
+// whatever the session cookie's SameSite (the provider's redirect back is a
+// cross-site navigation), and a clearing line that matches it.
+func TestLoginCookieAttributes(t *testing.T) {
+	tests := []struct {
+		o          CookieOptions
+		set, clear string
+	}{
+		{CookieOptions{Secure: new(true), SameSite: SameSiteStrict},
+			"__Host-tokenrelay-login-abcdefghijklmnop=v; Path=/; Max-Age=600; HttpOnly; Secure; SameSite=Lax",
+			"__Host-tokenrelay-login-abcdefghijklmnop=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax"},
+		{CookieOptions{Secure: new(false)},
+			"tokenrelay-login-abcdefghijklmnop=v; Path=/; Max-Age=600; HttpOnly; SameSite=Lax",
+			"tokenrelay-login-abcdefghijklmnop=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=Lax"},
+	}
+	for _, tt := range tests {
+		name := tt.o.LoginCookieName("abcdefghijklmnop-state")
+		rec := httptest.NewRecorder()
+		tt.o.SetLogin(rec, name, "v", 10*time.Minute-time.Millisecond)
+		tt.o.ClearLogin(rec, name)
+		if got := rec.Header().Values("Set-Cookie"); !slices.Equal(got, []string{tt.set, tt.clear}) {
+			t.Errorf("Set-Cookie = %q, want %q", got, []string{tt.set, tt.clear})
+		}
 	}
 }

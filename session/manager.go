@@ -2,18 +2,16 @@ package session
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenrelay/tokenrelay/idp"
+	"github.com/tokenrelay/tokenrelay/internal/problem"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
@@ -24,256 +22,165 @@ type Refresher interface {
 	Refresh(ctx context.Context, refreshToken secret.String) (*idp.Token, error)
 }
 
-// Defaults for zero ManagerOptions durations.
-const (
-	DefaultIdleTimeout    = 24 * time.Hour
-	DefaultMaxLifetime    = 30 * 24 * time.Hour
-	DefaultLoginStateTTL  = 10 * time.Minute
-	DefaultRefreshAhead   = 60 * time.Second
-	DefaultRefreshTimeout = 10 * time.Second
-	DefaultFailureBackoff = 5 * time.Second
-	// lockMargin is added to RefreshTimeout for the default LockTTL: time
-	// to reload before and to save after the token endpoint call.
-	lockMargin = 5 * time.Second
-)
-
-// ManagerOptions configure a Manager. Zero durations take the defaults above.
+// ManagerOptions configure a Manager: the session lifetimes and refresh
+// tuning from the configuration file (zero durations take the defaults of
+// their WithDefaults), and the Manager's dependencies.
 type ManagerOptions struct {
-	// Backend stores sessions, locks, login states and indexes. Required.
+	// LifetimeOptions bound a session's and a login's life: IdleTimeout
+	// ends a session unused for that long (sliding), MaxLifetime one that
+	// long after login, and LoginStateTTL a login-binding cookie older
+	// than that (by the creation time sealed inside it).
+	LifetimeOptions
+	// RefreshOptions tune the refresh engine: an access token within
+	// Ahead of expiry is refreshed; a request waits at most Timeout for a
+	// refresh (another replica's included) and then gets the still-valid
+	// token or *UnavailableError while the refresh carries on under the
+	// cross-replica lock, which lives LockTTL (the longest one refresh may
+	// take); a session waits FailureBackoff after a failed refresh (longer
+	// when the provider's Retry-After says so); a refresh forced by an
+	// upstream 401 comes at least MinInterval after the last one, across
+	// replicas; and a refresh token whose call's outcome is unknown is sent
+	// again only within ReuseGrace, the provider's reuse grace period (zero:
+	// never).
+	RefreshOptions
+
+	// Backend stores sessions, locks, used-login claims and indexes.
+	// Required.
 	Backend Backend
-	// Secret is the server secret (at least 32 bytes). Required.
+	// Secret is the server secret (at least MinSecretBytes). Required.
 	Secret []byte
-	// PreviousSecrets still open records and login states sealed before a
-	// secret rotation; new ones are sealed with Secret.
+	// PreviousSecrets still open records and login-binding cookies sealed
+	// before a secret rotation; new ones are sealed with Secret.
 	PreviousSecrets [][]byte
-	// Refresher refreshes access tokens. Required.
+	// Refresher refreshes access tokens. Required. When it is also a
+	// TargetRefresher (as *idp.Provider is), it refreshes the tokens of
+	// route targets and DPoP-bound tokens too.
 	Refresher Refresher
+	// Exchanger makes the tokens of token exchange routes; nil: none.
+	Exchanger Exchanger
+	// ClientGrant makes tokenrelay's own (client credentials) tokens;
+	// nil: none.
+	ClientGrant ClientGrant
+	// ClientDPoP binds the client tokens to a DPoP key derived from
+	// Secret (the provider uses DPoP).
+	ClientDPoP bool
 	// Issuer is the provider's issuer. It namespaces the sid and sub
 	// indexes that back-channel logout reads, so it must be the same on
 	// every replica; it may be empty for providers without one.
 	Issuer string
+	// OpenedRecords is how many opened session records the request path
+	// keeps, so that an unchanged record is not decrypted and decoded on
+	// every request (see openedRecords): 0 takes the default (4096),
+	// a negative count keeps none.
+	OpenedRecords int
+	// Admin keeps an admin entry beside each new session (its creation
+	// time and user-agent summary), so the admin API can list and end a
+	// subject's sessions without their tickets, and turns the kill
+	// switch's check on (admin.go).
+	Admin bool
+	// Escrow, with Admin, also keeps each new session's key in its admin
+	// entry, sealed under the server secret, so a session the admin API
+	// ends has its refresh token revoked. A store dump and the server
+	// secret together then open those sessions (docs/security.md).
+	Escrow bool
+	// TracerProvider traces session loads and refreshes; nil turns
+	// tracing off.
+	TracerProvider trace.TracerProvider
 	// Now is the clock for token and session expiry (nil: time.Now).
 	Now        func() time.Time
 	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: metrics are not registered
-
-	// IdleTimeout ends a session unused for that long (sliding).
-	IdleTimeout time.Duration
-	// MaxLifetime ends a session that long after login, used or not.
-	MaxLifetime time.Duration
-	// LoginStateTTL bounds how long a login may take.
-	LoginStateTTL time.Duration
-	// RefreshAhead: an access token that expires within RefreshAhead is
-	// stale and refreshed, though still served if the refresh fails.
-	RefreshAhead time.Duration
-	// RefreshTimeout bounds one call to the token endpoint.
-	RefreshTimeout time.Duration
-	// FailureBackoff is how long a session waits after a failed refresh
-	// before the next attempt (longer when the provider's Retry-After says
-	// so).
-	FailureBackoff time.Duration
-	// LockTTL is how long the cross-replica refresh lock lives; it must
-	// exceed RefreshTimeout (default RefreshTimeout + 5s), so the lock
-	// cannot lapse while the holder's token endpoint call is in flight.
-	LockTTL time.Duration
 }
 
-// Manager creates, loads and ends sessions and hands out fresh access
-// tokens, refreshing them with the refresh engine (refresh.go).
+// Manager creates, loads, replaces and ends sessions, and hands out fresh
+// access tokens through the refresh engine it composes (refresh.go).
 //
 // Manager is safe for concurrent use. Several Managers — in one process or
 // in several replicas — may share one Backend: the store's compare-and-set
 // writes and the refresh lock keep them consistent.
 type Manager struct {
-	store     Backend
-	seal      *sealer
-	refresher Refresher
-	issuer    string
-	now       func() time.Time
-	log       *slog.Logger
-	met       *metrics
-
-	idle, maxLife, stateTTL                 time.Duration
-	ahead, refreshTimeout, backoff, lockTTL time.Duration
-
-	// flights shares one refresh among the requests of one session in
-	// this process, keyed by session key.
-	flights singleflight.Group
-
-	mu sync.Mutex // guards failures and pending
-	// failures holds, per session key, when its refresh backoff ends.
-	failures map[string]time.Time
-	// pending holds, per session key, refreshed tokens the store did not
-	// take, so a rotated-away refresh token is never sent again.
-	pending map[string]pendingSave
+	*records
+	engine *engine
+	// clients hands out client tokens; nil without ClientGrant.
+	clients *clientTokens
+	// stateTTL is LoginStateTTL: how long a sealed login state opens.
+	stateTTL time.Duration
 }
 
-// maxTracked bounds the failures and pending maps.
-const maxTracked = 10000
-
-// NewManager checks opts and builds a Manager.
+// NewManager checks opts (the problems Validate of its lifetime and
+// refresh options reports) and builds a Manager.
 func NewManager(opts ManagerOptions) (*Manager, error) {
-	if opts.Backend == nil {
-		return nil, errors.New("session: new manager: no backend")
-	}
-	if opts.Refresher == nil {
-		return nil, errors.New("session: new manager: no refresher")
+	opts, err := opts.checked()
+	if err != nil {
+		return nil, err
 	}
 	seal, err := newSealer(opts.Secret, opts.PreviousSecrets)
 	if err != nil {
 		return nil, fmt.Errorf("session: new manager: %w", err)
 	}
-	m := &Manager{
-		store:          opts.Backend,
-		seal:           seal,
-		refresher:      opts.Refresher,
-		issuer:         opts.Issuer,
-		now:            opts.Now,
-		log:            opts.Logger,
-		idle:           orDefault(opts.IdleTimeout, DefaultIdleTimeout),
-		maxLife:        orDefault(opts.MaxLifetime, DefaultMaxLifetime),
-		stateTTL:       orDefault(opts.LoginStateTTL, DefaultLoginStateTTL),
-		ahead:          orDefault(opts.RefreshAhead, DefaultRefreshAhead),
-		refreshTimeout: orDefault(opts.RefreshTimeout, DefaultRefreshTimeout),
-		backoff:        orDefault(opts.FailureBackoff, DefaultFailureBackoff),
-		failures:       make(map[string]time.Time),
-		pending:        make(map[string]pendingSave),
-	}
-	m.lockTTL = orDefault(opts.LockTTL, m.refreshTimeout+lockMargin)
-	for name, d := range map[string]time.Duration{
-		"IdleTimeout": opts.IdleTimeout, "MaxLifetime": opts.MaxLifetime, "LoginStateTTL": opts.LoginStateTTL,
-		"RefreshAhead": opts.RefreshAhead, "RefreshTimeout": opts.RefreshTimeout,
-		"FailureBackoff": opts.FailureBackoff, "LockTTL": opts.LockTTL,
-	} {
-		if d < 0 {
-			return nil, fmt.Errorf("session: new manager: %s is negative", name)
-		}
-	}
-	if m.lockTTL <= m.refreshTimeout {
-		return nil, fmt.Errorf("session: new manager: LockTTL %s must exceed RefreshTimeout %s", m.lockTTL, m.refreshTimeout)
-	}
-	if m.now == nil {
-		m.now = time.Now
-	}
-	if m.log == nil {
-		m.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if m.met, err = newMetrics(opts.Registerer); err != nil {
+	met, err := newMetrics(opts.Registerer)
+	if err != nil {
 		return nil, err
+	}
+	rs := &records{
+		store:   opts.Backend,
+		seal:    seal,
+		issuer:  opts.Issuer,
+		now:     opts.Now,
+		log:     opts.Logger,
+		met:     met,
+		opened:  newOpenedRecords(opts.OpenedRecords),
+		idle:    opts.IdleTimeout,
+		maxLife: opts.MaxLifetime,
+		admin:   opts.Admin,
+		escrow:  opts.Admin && opts.Escrow,
+	}
+	rs.kill = &killSwitch{rs: rs}
+	m := &Manager{records: rs, engine: newEngine(rs, opts), stateTTL: opts.LoginStateTTL}
+	if opts.ClientGrant != nil {
+		if m.clients, err = newClientTokens(rs, opts.ClientGrant, opts.Secret, opts.ClientDPoP, opts.RefreshOptions); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
+// checked returns opts with every default filled in, or why opts cannot be
+// used.
+func (opts ManagerOptions) checked() (ManagerOptions, error) {
+	if opts.Backend == nil {
+		return opts, errors.New("session: new manager: no backend")
 	}
-	return d
-}
-
-// storeErr wraps a failed store call in ErrStoreUnavailable and counts it,
-// unless the caller's own context was cancelled (the client went away: not
-// the store's fault).
-func (m *Manager) storeErr(ctx context.Context, op string, err error) error {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return fmt.Errorf("session: %s: %w", op, err)
+	if opts.Refresher == nil {
+		return opts, errors.New("session: new manager: no refresher")
 	}
-	m.met.storeErrors.WithLabelValues(op).Inc()
-	return fmt.Errorf("session: %s: %w: %w", op, ErrStoreUnavailable, err)
-}
-
-// loaded is a session record as read from the store.
-type loaded struct {
-	key     string
-	rec     *Record
-	version uint64
-	ttl     time.Duration
-}
-
-// load reads and opens the session of t and enforces the absolute lifetime.
-// Without withClaims the record's Claims stay nil (the request path needs
-// only the tokens); such a record must not be saved.
-func (m *Manager) load(ctx context.Context, t Ticket, withClaims bool) (*loaded, error) {
-	key := sessionKey(t.ID)
-	e, err := m.store.Get(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("session: load: %w", ErrNoSession)
+	var ps problem.List
+	ps.Append("", opts.LifetimeOptions.Validate())
+	ps.Append("", opts.RefreshOptions.Validate())
+	if err := ps.Err(); err != nil {
+		return opts, fmt.Errorf("session: new manager: %w", err)
 	}
-	if err != nil {
-		return nil, m.storeErr(ctx, opGet, err)
+	opts.LifetimeOptions = opts.LifetimeOptions.WithDefaults()
+	opts.RefreshOptions = opts.RefreshOptions.WithDefaults()
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	rec, err := m.seal.openRecordClaims(t, key, e.Data, withClaims)
-	if err != nil {
-		// Wrong per-session key, tampered or foreign record: the cookie
-		// does not own this entry. Never delete it.
-		return nil, fmt.Errorf("session: load: %w", ErrNoSession)
+	switch {
+	case opts.OpenedRecords == 0:
+		opts.OpenedRecords = defaultOpenedMax
+	case opts.OpenedRecords < 0:
+		opts.OpenedRecords = 0
 	}
-	if !m.now().Before(m.endOf(rec)) {
-		_ = m.remove(context.WithoutCancel(ctx), key, rec, ReasonLifetime)
-		return nil, fmt.Errorf("session: load: lifetime over: %w", ErrSessionExpired)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &loaded{key: key, rec: rec, version: e.Version, ttl: e.TTL}, nil
-}
-
-// endOf is when the absolute lifetime of rec ends.
-func (m *Manager) endOf(rec *Record) time.Time { return rec.CreatedAt.Add(m.maxLife) }
-
-// ttlFor is the store ttl a session gets when used now: the idle timeout,
-// cut at the absolute lifetime.
-func (m *Manager) ttlFor(rec *Record, now time.Time) time.Duration {
-	return min(m.idle, m.endOf(rec).Sub(now))
-}
-
-// slide extends the idle timeout of a used session and returns when the
-// session now ends. To keep a steady-state request at one store round trip
-// it touches only when the entry has lost more than a minute (or half the
-// idle timeout, if shorter) of its ttl.
-func (m *Manager) slide(ctx context.Context, l *loaded) time.Time {
-	now := m.now()
-	want := m.ttlFor(l.rec, now)
-	if want-l.ttl <= min(time.Minute, m.idle/2) {
-		return now.Add(l.ttl)
-	}
-	if err := m.store.Touch(ctx, l.key, want); err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			// The session keeps its old ttl; the next request tries again.
-			m.log.LogAttrs(ctx, slog.LevelWarn, "session touch failed", slog.Any("error", m.storeErr(ctx, opTouch, err)))
-		}
-		return now.Add(l.ttl)
-	}
-	return now.Add(want)
-}
-
-// remove deletes a session and its index entries and counts why.
-func (m *Manager) remove(ctx context.Context, key string, rec *Record, reason string) error {
-	if err := m.store.Delete(ctx, key); err != nil {
-		return m.storeErr(ctx, opDelete, err)
-	}
-	m.met.ended.WithLabelValues(reason).Inc()
-	for _, ix := range m.indexesOf(rec) {
-		if err := m.store.RemoveFromIndex(ctx, ix, key); err != nil {
-			// A stale member is harmless: EndBy* checks each member.
-			m.log.LogAttrs(ctx, slog.LevelWarn, "session index cleanup failed", slog.Any("error", m.storeErr(ctx, opIndexRemove, err)))
-		}
-	}
-	return nil
-}
-
-func (m *Manager) indexesOf(rec *Record) []string {
-	var ix []string
-	if rec.SID != "" {
-		ix = append(ix, sidIndexKey(m.issuer, rec.SID))
-	}
-	if rec.Subject != "" {
-		ix = append(ix, subIndexKey(m.issuer, rec.Subject))
-	}
-	return ix
+	return opts, nil
 }
 
 // Create stores a new session under a fresh ticket and returns the ticket.
 // rec.CreatedAt is set to now: the absolute lifetime starts here. via is the
 // metric label ("login" or "capture").
-func (m *Manager) Create(ctx context.Context, rec Record, via string) (Ticket, error) {
+func (m *Manager) Create(ctx context.Context, rec Record, via Via) (Ticket, error) {
 	rec.CreatedAt = m.now()
 	t, err := NewTicket()
 	if err != nil {
@@ -291,47 +198,122 @@ func (m *Manager) Create(ctx context.Context, rec Record, via string) (Ticket, e
 			return Ticket{}, m.storeErr(ctx, opIndexAdd, err)
 		}
 	}
+	if err := m.writeAdminEntry(ctx, t, key, &rec); err != nil {
+		return Ticket{}, err
+	}
 	if err := m.store.Create(ctx, key, data, m.ttlFor(&rec, rec.CreatedAt)); err != nil {
 		if errors.Is(err, ErrConflict) {
 			return Ticket{}, fmt.Errorf("session: create: ticket collision: %w", err)
 		}
 		return Ticket{}, m.storeErr(ctx, opCreate, err)
 	}
-	m.met.created.WithLabelValues(via).Inc()
+	m.met.created.WithLabelValues(string(via)).Inc()
+	for _, ix := range m.indexesOf(&rec) {
+		m.pruneIndex(ctx, ix, key)
+	}
 	return t, nil
+}
+
+// Replace starts the session of a login: it ends the sessions of old —
+// every ticket the browser sent, since which one is its own is unknown —
+// and stores rec under a fresh ticket (see Create), so a ticket planted
+// before a login opens nothing after it (no session fixation). Tickets
+// without a live session are skipped. A replaced session the store fails to
+// end is logged and left to expire on its own: it no longer has a cookie,
+// and the login goes on. Errors are Create's.
+func (m *Manager) Replace(ctx context.Context, old []Ticket, rec Record, via Via) (Ticket, error) {
+	for _, t := range old {
+		if _, err := m.End(ctx, t, ReasonReplaced); err != nil && !errors.Is(err, ErrNoSession) {
+			m.log.LogAttrs(ctx, slog.LevelWarn, "session: a replaced session could not be ended; it expires on its own", slog.Any("error", err))
+		}
+	}
+	return m.Create(ctx, rec, via)
+}
+
+// maxPrune bounds how many members of an index one login checks.
+const maxPrune = 16
+
+// pruneIndex drops from index, besides keep, the members whose sessions
+// ended without telling the index: the store expired them (idle timeout,
+// absolute lifetime). It runs at each login of the same sid or subject, so
+// an index holds about the live sessions; members it does not get to are
+// harmless, since EndBy* checks each member, and the set itself expires
+// MaxLifetime after the last login. Failures are logged, not returned.
+func (m *Manager) pruneIndex(ctx context.Context, index, keep string) {
+	members, err := m.store.IndexMembers(ctx, index)
+	if err != nil {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "session index pruning failed", slog.Any("error", m.storeErr(ctx, opIndexList, err)))
+		return
+	}
+	var ended []string
+	checked := 0
+	for _, member := range members {
+		if member == keep {
+			continue
+		}
+		if checked == maxPrune {
+			break
+		}
+		checked++
+		if _, err := m.store.Get(ctx, member); errors.Is(err, ErrNotFound) {
+			ended = append(ended, member)
+		} else if err != nil {
+			break
+		}
+	}
+	if len(ended) == 0 {
+		return
+	}
+	if err := m.store.RemoveFromIndex(ctx, index, ended...); err != nil {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "session index pruning failed", slog.Any("error", m.storeErr(ctx, opIndexRemove, err)))
+	}
 }
 
 // Load returns the session of t and slides its idle timeout.
 // Errors: ErrNoSession (missing, expired, wrong key), ErrSessionExpired
 // (absolute lifetime over), ErrStoreUnavailable.
 func (m *Manager) Load(ctx context.Context, t Ticket) (*Session, error) {
-	l, err := m.load(ctx, t, true)
+	l, err := m.load(ctx, t, forOwn)
 	if err != nil {
 		return nil, err
 	}
-	return &Session{Record: *l.rec, Expires: m.slide(ctx, l)}, nil
+	return &Session{Record: *l.rec, Expires: m.slide(ctx, &l)}, nil
+}
+
+// Open reads the session of t with its identity claims, for a request whose
+// route judges or describes the user (a policy, identity headers), and
+// enforces the absolute lifetime. It does not slide the idle timeout:
+// AccessToken, given the result in TokenRequest.Opened, does that, so a
+// request its policy refuses does not keep a session alive. Errors:
+// ErrNoSession, ErrSessionExpired (absolute lifetime over),
+// ErrStoreUnavailable.
+func (m *Manager) Open(ctx context.Context, t Ticket) (*Opened, error) {
+	ctx, span := m.engine.tracer.Start(ctx, "session.load")
+	defer span.End()
+	l, err := m.load(ctx, t, forClaims)
+	if err != nil {
+		spanError(span, err)
+		return nil, err
+	}
+	return &Opened{l: &l}, nil
 }
 
 // End deletes the session of t and its index entries and returns the record
-// it held (for revocation and id_token_hint). reason is the metric label.
-func (m *Manager) End(ctx context.Context, t Ticket, reason string) (*Record, error) {
-	key := sessionKey(t.ID)
-	e, err := m.store.Get(ctx, key)
-	if errors.Is(err, ErrNotFound) {
+// it held (for revocation and the RP-initiated logout URL). reason is the
+// metric label.
+func (m *Manager) End(ctx context.Context, t Ticket, reason EndReason) (*Record, error) {
+	l, err := m.open(ctx, t, forOwn)
+	if errors.Is(err, errNotOpened) {
 		return nil, fmt.Errorf("session: end: %w", ErrNoSession)
 	}
 	if err != nil {
-		return nil, m.storeErr(ctx, opGet, err)
-	}
-	rec, err := m.seal.openRecord(t, key, e.Data)
-	if err != nil {
-		return nil, fmt.Errorf("session: end: %w", ErrNoSession)
-	}
-	if err := m.remove(ctx, key, rec, reason); err != nil {
 		return nil, err
 	}
-	m.forget(key)
-	return rec, nil
+	if err := m.remove(ctx, l.key, l.rec, reason); err != nil {
+		return nil, err
+	}
+	m.engine.forget(l.key)
+	return l.rec, nil
 }
 
 // EndBySID ends every session whose ID token carried this sid and reports
@@ -369,8 +351,9 @@ func (m *Manager) endByIndex(ctx context.Context, index string) (int, error) {
 		if err := m.store.Delete(ctx, key); err != nil {
 			return n, m.storeErr(ctx, opDelete, err)
 		}
-		m.forget(key)
-		m.met.ended.WithLabelValues(ReasonBackchannel).Inc()
+		m.removeAdminEntry(ctx, key)
+		m.engine.forget(key)
+		m.met.ended.WithLabelValues(string(ReasonBackchannel)).Inc()
 		n++
 	}
 	if len(members) > 0 {
@@ -381,55 +364,51 @@ func (m *Manager) endByIndex(ctx context.Context, index string) (int, error) {
 	return n, nil
 }
 
-// SaveLoginState stores st, sealed, under a hash of st.State for
-// LoginStateTTL. CreatedAt is set when zero.
-func (m *Manager) SaveLoginState(ctx context.Context, st LoginState) error {
-	if st.State == "" {
-		return errors.New("session: save login state: empty state")
-	}
-	if st.CreatedAt.IsZero() {
-		st.CreatedAt = m.now()
-	}
-	key := stateKey(st.State)
-	data, err := m.seal.sealState(key, &st)
-	if err != nil {
-		return fmt.Errorf("session: save login state: %w", err)
-	}
-	if err := m.store.PutState(ctx, key, data, m.stateTTL); err != nil {
-		return m.storeErr(ctx, opPutState, err)
-	}
-	return nil
+// AccessToken returns a usable access token of req.Target (the login's
+// own for the zero target; with req.Exchange, one exchanged for it) for
+// the session of req.Ticket, with the session's DPoP key when it has one,
+// refreshing it when it is stale or expired, or when
+// req.Rejected (a token the upstream answered 401 to) equals the stored one
+// and the last refresh is MinRefreshInterval old. A stale token is returned
+// at once while the refresh runs in the background; otherwise the wait is
+// bounded by RefreshTimeout. Errors: ErrNoSession; ErrSessionExpired (the
+// refresh token is dead, its last refresh was lost, or the lifetime is
+// over: the session is gone); *UnavailableError (no valid token now; the
+// session is kept), wrapping ErrClientRejected when the provider refuses
+// the client; ErrTokenRefused (the provider refused the target, or the
+// session has no refresh token to obtain it); ErrStoreUnavailable.
+//
+// A session without a refresh token serves its access token until it
+// expires, then ends.
+func (m *Manager) AccessToken(ctx context.Context, req TokenRequest) (AccessToken, error) {
+	return m.engine.accessToken(ctx, req)
 }
 
-// TakeLoginState returns the login state saved under state and deletes it,
-// so it works once. Unknown, expired, used or undecipherable states are
-// ErrUnknownState.
-func (m *Manager) TakeLoginState(ctx context.Context, state string) (*LoginState, error) {
-	if state == "" {
-		return nil, ErrUnknownState
+// ClientToken returns tokenrelay's own access token of target (client
+// credentials), shared by every replica through the store and renewed
+// RefreshAhead before it expires, once across replicas; a still-valid one
+// is served while it is renewed. rejected, when set, is a token the
+// upstream answered 401 to: it is renewed (once per MinRefreshInterval)
+// and not handed out again. Errors: *UnavailableError (wrapping
+// ErrClientRejected when the provider refuses the client), ErrTokenRefused,
+// ErrStoreUnavailable.
+func (m *Manager) ClientToken(ctx context.Context, target idp.Target, rejected secret.String) (AccessToken, error) {
+	if m.clients == nil {
+		return AccessToken{}, errors.New("session: client tokens are not configured (no ClientGrant)")
 	}
-	key := stateKey(state)
-	data, err := m.store.TakeState(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		return nil, ErrUnknownState
-	}
-	if err != nil {
-		return nil, m.storeErr(ctx, opTakeState, err)
-	}
-	st, err := m.seal.openState(key, data)
-	if err != nil || subtle.ConstantTimeCompare([]byte(st.State), []byte(state)) != 1 {
-		return nil, ErrUnknownState
-	}
-	if !m.now().Before(st.CreatedAt.Add(m.stateTTL)) {
-		return nil, ErrUnknownState
-	}
-	return st, nil
+	return m.clients.token(ctx, target, rejected)
 }
 
-// Ready reports whether the store is reachable.
+// Ready reports whether the store is reachable and the provider accepts
+// this replica's client (see clientState).
 func (m *Manager) Ready(ctx context.Context) error {
 	if err := m.store.Ping(ctx); err != nil {
 		return m.storeErr(ctx, opPing, err)
 	}
-	return nil
+	return m.engine.checkClient(ctx)
 }
+
+// Drain waits until the refreshes in flight in this process have ended, or
+// ctx ends. A refresh cut off by the process's exit leaves its outcome
+// unknown to the other replicas (see Attempt), so shutdown drains them.
+func (m *Manager) Drain(ctx context.Context) error { return m.engine.drain(ctx) }

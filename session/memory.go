@@ -6,9 +6,14 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/tokenrelay/tokenrelay/session/storage"
 )
 
-var _ Backend = (*MemoryStore)(nil)
+var (
+	_ Backend            = (*MemoryStore)(nil)
+	_ storage.LockReader = (*MemoryStore)(nil)
+)
 
 // errBadTTL is returned for a zero or negative ttl, which Redis refuses too.
 var errBadTTL = errors.New("session: memory: ttl must be positive")
@@ -27,10 +32,13 @@ const sweepMin = 64
 type MemoryStore struct {
 	now func() time.Time
 
-	mu      sync.Mutex // guards everything below
+	// mu guards everything below. Reads share it; a stored slice is never
+	// written to in place (writes store a fresh copy), so readers copy it
+	// after letting go.
+	mu      sync.RWMutex
 	entries map[string]memEntry
 	locks   map[string]memItem
-	states  map[string]memItem
+	claims  map[string]time.Time // claim key -> expiry
 	indexes map[string]*memSet
 	// writes counts writes since the last sweep; sweep happens when it
 	// reaches sweepAt.
@@ -44,7 +52,7 @@ type memEntry struct {
 }
 
 type memItem struct {
-	value   []byte // lock owner or state data
+	value   []byte // lock owner
 	expires time.Time
 }
 
@@ -63,25 +71,25 @@ func NewMemoryStore(now func() time.Time) *MemoryStore {
 		now:     now,
 		entries: make(map[string]memEntry),
 		locks:   make(map[string]memItem),
-		states:  make(map[string]memItem),
+		claims:  make(map[string]time.Time),
 		indexes: make(map[string]*memSet),
 		sweepAt: sweepMin,
 	}
 }
 
-// Get implements Store.
+// Get implements storage.Store.
 func (s *MemoryStore) Get(ctx context.Context, key string) (Entry, error) {
 	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
 	e, ok := s.entries[key]
+	s.mu.RUnlock()
 	if !ok || !now.Before(e.expires) {
 		return Entry{}, ErrNotFound
 	}
 	return Entry{Data: slices.Clone(e.data), Version: e.version, TTL: e.expires.Sub(now)}, nil
 }
 
-// Create implements Store.
+// Create implements storage.Store.
 func (s *MemoryStore) Create(ctx context.Context, key string, data []byte, ttl time.Duration) error {
 	if ttl <= 0 {
 		return errBadTTL
@@ -97,7 +105,7 @@ func (s *MemoryStore) Create(ctx context.Context, key string, data []byte, ttl t
 	return nil
 }
 
-// Update implements Store.
+// Update implements storage.Store.
 func (s *MemoryStore) Update(ctx context.Context, key string, version uint64, data []byte, ttl time.Duration) (uint64, error) {
 	if ttl <= 0 {
 		return 0, errBadTTL
@@ -117,7 +125,7 @@ func (s *MemoryStore) Update(ctx context.Context, key string, version uint64, da
 	return version + 1, nil
 }
 
-// Touch implements Store.
+// Touch implements storage.Store.
 func (s *MemoryStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return errBadTTL
@@ -134,7 +142,7 @@ func (s *MemoryStore) Touch(ctx context.Context, key string, ttl time.Duration) 
 	return nil
 }
 
-// Delete implements Store.
+// Delete implements storage.Store.
 func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -142,7 +150,7 @@ func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// TryLock implements Locker.
+// TryLock implements storage.Locker.
 func (s *MemoryStore) TryLock(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
 		return false, errBadTTL
@@ -158,7 +166,17 @@ func (s *MemoryStore) TryLock(ctx context.Context, key, owner string, ttl time.D
 	return true, nil
 }
 
-// Unlock implements Locker.
+// TryLockGet implements storage.LockReader: TryLock, then Get.
+func (s *MemoryStore) TryLockGet(ctx context.Context, lockKey, owner string, ttl time.Duration, key string) (bool, Entry, error) {
+	locked, err := s.TryLock(ctx, lockKey, owner, ttl)
+	if err != nil {
+		return false, Entry{}, err
+	}
+	e, err := s.Get(ctx, key)
+	return locked, e, err
+}
+
+// Unlock implements storage.Locker.
 func (s *MemoryStore) Unlock(ctx context.Context, key, owner string) error {
 	now := s.now()
 	s.mu.Lock()
@@ -169,33 +187,32 @@ func (s *MemoryStore) Unlock(ctx context.Context, key, owner string) error {
 	return nil
 }
 
-// PutState implements StateStore.
-func (s *MemoryStore) PutState(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+// Claimed implements storage.Claimer.
+func (s *MemoryStore) Claimed(ctx context.Context, key string) (bool, error) {
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	exp, ok := s.claims[key]
+	return ok && now.Before(exp), nil
+}
+
+// Claim implements storage.Claimer.
+func (s *MemoryStore) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
-		return errBadTTL
+		return false, errBadTTL
 	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.states[key] = memItem{value: slices.Clone(data), expires: now.Add(ttl)}
+	if exp, ok := s.claims[key]; ok && now.Before(exp) {
+		return false, nil
+	}
+	s.claims[key] = now.Add(ttl)
 	s.wrote(now)
-	return nil
+	return true, nil
 }
 
-// TakeState implements StateStore.
-func (s *MemoryStore) TakeState(ctx context.Context, key string) ([]byte, error) {
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.states[key]
-	delete(s.states, key)
-	if !ok || !now.Before(st.expires) {
-		return nil, ErrNotFound
-	}
-	return st.value, nil
-}
-
-// AddToIndex implements Indexer. The set lives until the latest expiry any
+// AddToIndex implements storage.Indexer. The set lives until the latest expiry any
 // AddToIndex asked for.
 func (s *MemoryStore) AddToIndex(ctx context.Context, index, member string, ttl time.Duration) error {
 	if ttl <= 0 {
@@ -217,11 +234,11 @@ func (s *MemoryStore) AddToIndex(ctx context.Context, index, member string, ttl 
 	return nil
 }
 
-// IndexMembers implements Indexer. Members come sorted.
+// IndexMembers implements storage.Indexer. Members come sorted.
 func (s *MemoryStore) IndexMembers(ctx context.Context, index string) ([]string, error) {
 	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	set, ok := s.indexes[index]
 	if !ok || !now.Before(set.expires) {
 		return nil, nil
@@ -234,7 +251,7 @@ func (s *MemoryStore) IndexMembers(ctx context.Context, index string) ([]string,
 	return out, nil
 }
 
-// RemoveFromIndex implements Indexer.
+// RemoveFromIndex implements storage.Indexer.
 func (s *MemoryStore) RemoveFromIndex(ctx context.Context, index string, members ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -254,12 +271,12 @@ func (s *MemoryStore) RemoveFromIndex(ctx context.Context, index string, members
 // Ping implements Backend; a MemoryStore is always reachable.
 func (s *MemoryStore) Ping(ctx context.Context) error { return nil }
 
-// Len reports how many items (entries, locks, states, index sets) the store
+// Len reports how many items (entries, locks, claims, index sets) the store
 // holds, expired or not, for tests that check memory stays bounded.
 func (s *MemoryStore) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.entries) + len(s.locks) + len(s.states) + len(s.indexes)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.entries) + len(s.locks) + len(s.claims) + len(s.indexes)
 }
 
 // wrote counts a write and sweeps expired items when enough writes have
@@ -279,9 +296,9 @@ func (s *MemoryStore) wrote(now time.Time) {
 			delete(s.locks, k)
 		}
 	}
-	for k, st := range s.states {
-		if !now.Before(st.expires) {
-			delete(s.states, k)
+	for k, exp := range s.claims {
+		if !now.Before(exp) {
+			delete(s.claims, k)
 		}
 	}
 	for k, set := range s.indexes {
@@ -290,5 +307,5 @@ func (s *MemoryStore) wrote(now time.Time) {
 		}
 	}
 	s.writes = 0
-	s.sweepAt = max(sweepMin, len(s.entries)+len(s.locks)+len(s.states)+len(s.indexes))
+	s.sweepAt = max(sweepMin, len(s.entries)+len(s.locks)+len(s.claims)+len(s.indexes))
 }

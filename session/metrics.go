@@ -9,21 +9,52 @@ import (
 // Metric label values. They are pre-initialised, so every series exists at
 // 0 from the first scrape and rate() works from the start.
 const (
-	refreshSuccess  = "success"   // the token endpoint answered with tokens
-	refreshRejected = "rejected"  // invalid_grant: the session ended
-	refreshFailed   = "failed"    // any other error
-	refreshLostRace = "lost_race" // another replica or flight refreshed first
+	refreshSuccess        = "success"         // the token endpoint answered with tokens
+	refreshRejected       = "rejected"        // invalid_grant: the session ended
+	refreshFailed         = "failed"          // a transient failure with a known outcome
+	refreshLostRace       = "lost_race"       // another replica or flight refreshed first
+	refreshClientRejected = "client_rejected" // the provider refused the client, not the token
+	refreshUnknown        = "unknown"         // sent, but no answer: the outcome is unknown
+)
 
-	// Reasons a session ends (tokenrelay_sessions_ended_total{reason}).
-	ReasonLogout      = "logout"      // the user logged out
-	ReasonBackchannel = "backchannel" // the provider's back-channel logout
-	ReasonRejected    = "rejected"    // the provider refused the refresh token
-	ReasonExpired     = "expired"     // the access token expired with no refresh token
-	ReasonLifetime    = "lifetime"    // the absolute lifetime passed
+// Grant labels of tokenrelay_token_grants_total: the grants behind route
+// tokens other than refreshes.
+const (
+	grantClientCredentials = "client_credentials"
+	grantTokenExchange     = "token_exchange"
 
-	// Ways a session starts (tokenrelay_sessions_created_total{via}).
-	ViaLogin   = "login"
-	ViaCapture = "capture"
+	grantSuccess = "success" // a token was issued
+	grantFailed  = "failed"  // a transient failure
+	grantRefused = "refused" // the provider refused the client or the target
+)
+
+// EndReason says why a session ended: the reason label of
+// tokenrelay_sessions_ended_total. Every value below is pre-initialised.
+type EndReason string
+
+// Reasons a session ends.
+const (
+	ReasonLogout      EndReason = "logout"      // the user logged out
+	ReasonBackchannel EndReason = "backchannel" // the provider's back-channel logout
+	ReasonRejected    EndReason = "rejected"    // the provider refused the refresh token
+	ReasonExpired     EndReason = "expired"     // the access token expired with no refresh token
+	ReasonLifetime    EndReason = "lifetime"    // the absolute lifetime passed
+	ReasonReplaced    EndReason = "replaced"    // the browser logged in again (Replace)
+	ReasonAdmin       EndReason = "admin"       // the admin API ended it
+	// ReasonUnknownOutcome: a refresh's answer was lost (timeout, a
+	// replica that died) and the access token expired; sending the refresh
+	// token again could revoke the grant.
+	ReasonUnknownOutcome EndReason = "unknown_outcome"
+)
+
+// Via says how a session started: the via label of
+// tokenrelay_sessions_created_total. Every value below is pre-initialised.
+type Via string
+
+// Ways a session starts.
+const (
+	ViaLogin   Via = "login"   // the authorization-code callback
+	ViaCapture Via = "capture" // a custom backend's login answer (token capture)
 )
 
 // Store operation labels (tokenrelay_store_errors_total{op}).
@@ -35,8 +66,7 @@ const (
 	opDelete      = "delete"
 	opLock        = "lock"
 	opUnlock      = "unlock"
-	opPutState    = "put_state"
-	opTakeState   = "take_state"
+	opClaim       = "claim"
 	opIndexAdd    = "index_add"
 	opIndexList   = "index_members"
 	opIndexRemove = "index_remove"
@@ -51,6 +81,9 @@ type metrics struct {
 	created     *prometheus.CounterVec
 	ended       *prometheus.CounterVec
 	storeErrors *prometheus.CounterVec
+	// clientRejected is 1 while the provider refuses this replica's client.
+	clientRejected prometheus.Gauge
+	grants         *prometheus.CounterVec
 }
 
 // newMetrics builds the collectors and registers them on reg (nil: not
@@ -59,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenrelay_refresh_total",
-			Help: "Access-token refreshes by result: success, rejected (invalid_grant, session ended), failed (other error), lost_race (another replica or request refreshed first).",
+			Help: "Access-token refreshes by result: success, rejected (invalid_grant, session ended), failed (transient error, token not spent), lost_race (another replica or request refreshed first), client_rejected (the provider refused tokenrelay's client), unknown (sent but unanswered: the refresh token is not sent again).",
 		}, []string{"result"}),
 		refreshTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tokenrelay_refresh_duration_seconds",
@@ -81,27 +114,40 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"via"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenrelay_sessions_ended_total",
-			Help: "Sessions ended, by reason: logout, backchannel, rejected, expired, lifetime.",
+			Help: "Sessions ended, by reason: logout, backchannel, rejected, expired, lifetime, replaced, unknown_outcome, admin.",
 		}, []string{"reason"}),
+		clientRejected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenrelay_provider_client_rejected",
+			Help: "1 while the identity provider refuses this replica's client (invalid_client and the like: a configuration error); readiness fails meanwhile.",
+		}),
+		grants: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenrelay_token_grants_total",
+			Help: "Token requests behind route tokens other than refreshes, by grant (client_credentials, token_exchange) and result: success, failed (transient), refused (the provider refused the client or the route's target).",
+		}, []string{"grant", "result"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenrelay_store_errors_total",
 			Help: "Session store operations that failed, by operation.",
 		}, []string{"op"}),
 	}
-	for _, r := range []string{refreshSuccess, refreshRejected, refreshFailed, refreshLostRace} {
+	for _, r := range []string{refreshSuccess, refreshRejected, refreshFailed, refreshLostRace, refreshClientRejected, refreshUnknown} {
 		m.refreshes.WithLabelValues(r)
 	}
-	for _, v := range []string{ViaLogin, ViaCapture} {
-		m.created.WithLabelValues(v)
+	for _, g := range []string{grantClientCredentials, grantTokenExchange} {
+		for _, r := range []string{grantSuccess, grantFailed, grantRefused} {
+			m.grants.WithLabelValues(g, r)
+		}
 	}
-	for _, r := range []string{ReasonLogout, ReasonBackchannel, ReasonRejected, ReasonExpired, ReasonLifetime} {
-		m.ended.WithLabelValues(r)
+	for _, v := range []Via{ViaLogin, ViaCapture} {
+		m.created.WithLabelValues(string(v))
 	}
-	for _, op := range []string{opGet, opCreate, opUpdate, opTouch, opDelete, opLock, opUnlock, opPutState, opTakeState, opIndexAdd, opIndexList, opIndexRemove, opPing} {
+	for _, r := range []EndReason{ReasonLogout, ReasonBackchannel, ReasonRejected, ReasonExpired, ReasonLifetime, ReasonReplaced, ReasonUnknownOutcome, ReasonAdmin} {
+		m.ended.WithLabelValues(string(r))
+	}
+	for _, op := range []string{opGet, opCreate, opUpdate, opTouch, opDelete, opLock, opUnlock, opClaim, opIndexAdd, opIndexList, opIndexRemove, opPing} {
 		m.storeErrors.WithLabelValues(op)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.refreshes, m.refreshTime, m.shared, m.lockWait, m.created, m.ended, m.storeErrors} {
+		for _, c := range []prometheus.Collector{m.refreshes, m.refreshTime, m.shared, m.lockWait, m.created, m.ended, m.storeErrors, m.clientRejected, m.grants} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("session: register metrics: %w", err)
 			}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenrelay/tokenrelay/idp"
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
@@ -190,7 +191,11 @@ func encodeRecord(rec *Record) ([]byte, error) {
 			return nil, fmt.Errorf("session: encode claims: %w", err)
 		}
 	}
-	e := encoder{b: make([]byte, 0, 64+len(rec.AccessToken)+len(rec.RefreshToken)+len(rec.IDToken)+len(claims))}
+	size := 64 + len(rec.AccessToken) + len(rec.RefreshToken) + len(rec.IDToken) + len(claims) + len(rec.DPoPKey)
+	for _, t := range rec.Tokens {
+		size += 32 + len(t.Target) + len(t.Value)
+	}
+	e := encoder{b: make([]byte, 0, size)}
 	e.token(rec.AccessToken)
 	e.token(rec.RefreshToken)
 	e.token(rec.IDToken)
@@ -201,7 +206,186 @@ func encodeRecord(rec *Record) ([]byte, error) {
 	e.str(rec.SID)
 	e.bytes(claims)
 	e.time(rec.CreatedAt)
+	encodeRefreshState(&e, rec)
+	e.loginRequest(sectionLogin, rec.Login)
+	encodeTargetTokens(&e, rec)
+	encodeDPoPKey(&e, rec)
 	return e.b, nil
+}
+
+// Optional sections follow CreatedAt, each a tag byte and its fields, in
+// increasing tag order, each at most once. A record without one decodes
+// with that section's zero values, so a record written before a section
+// existed still opens.
+const (
+	// sectionRefreshState is the refresh engine's bookkeeping (no refresh
+	// since login: absent).
+	sectionRefreshState = 1
+	// sectionLogin is what a step-up login asked the provider for
+	// (absent for a plain login).
+	sectionLogin = 2
+	// sectionTargetTokens is the access tokens of route targets (Tokens;
+	// absent when the routes use only the login's token). An older release
+	// does not open a record that has it.
+	sectionTargetTokens = 3
+	// sectionDPoPKey is the session's DPoP key (absent without DPoP).
+	sectionDPoPKey = 4
+)
+
+func encodeRefreshState(e *encoder, rec *Record) {
+	if rec.RefreshedAt.IsZero() && rec.RetryAt.IsZero() && rec.Attempt.IsZero() {
+		return
+	}
+	e.b = append(e.b, sectionRefreshState)
+	e.time(rec.RefreshedAt)
+	e.time(rec.RetryAt)
+	e.time(rec.Attempt.Since)
+	if !rec.Attempt.IsZero() {
+		e.b = append(e.b, rec.Attempt.Token[:]...)
+	}
+}
+
+func (d *decoder) refreshState(rec *Record) {
+	rec.RefreshedAt = d.time()
+	rec.RetryAt = d.time()
+	rec.Attempt.Since = d.time()
+	if d.err != nil || rec.Attempt.IsZero() {
+		return
+	}
+	if len(d.b) < attemptDigestSize {
+		d.err = errMalformed
+		return
+	}
+	copy(rec.Attempt.Token[:], d.b)
+	d.b = d.b[attemptDigestSize:]
+}
+
+func encodeTargetTokens(e *encoder, rec *Record) {
+	if len(rec.Tokens) == 0 {
+		return
+	}
+	e.b = append(e.b, sectionTargetTokens)
+	e.b = binary.AppendUvarint(e.b, uint64(len(rec.Tokens)))
+	for _, t := range rec.Tokens {
+		e.str(t.Target)
+		e.token(t.Value)
+		e.time(t.Expiry)
+		e.time(t.RefreshedAt)
+	}
+}
+
+func encodeDPoPKey(e *encoder, rec *Record) {
+	if len(rec.DPoPKey) == 0 {
+		return
+	}
+	e.b = append(e.b, sectionDPoPKey)
+	e.bytes(rec.DPoPKey)
+}
+
+// maxTargetTokens bounds the target tokens one record decodes to.
+const maxTargetTokens = 64
+
+func (d *decoder) targetTokens(rec *Record) {
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || n == 0 || n > maxTargetTokens {
+		d.err = errMalformed
+		return
+	}
+	d.b = d.b[k:]
+	rec.Tokens = make([]TargetToken, 0, n)
+	for range n {
+		t := TargetToken{Target: d.str(), Value: d.token(), Expiry: d.time(), RefreshedAt: d.time()}
+		if d.err != nil {
+			return
+		}
+		rec.Tokens = append(rec.Tokens, t)
+	}
+}
+
+// loginRequest writes a login request (acr values, max age in seconds,
+// prompt values) with its tag, when it asks for anything.
+func (e *encoder) loginRequest(tag byte, r idp.LoginRequest) {
+	if r.IsZero() {
+		return
+	}
+	e.b = append(e.b, tag)
+	e.strs(r.ACRValues)
+	e.b = binary.AppendVarint(e.b, int64(r.MaxAge/time.Second))
+	e.strs(r.Prompt)
+}
+
+func (d *decoder) loginRequest() idp.LoginRequest {
+	r := idp.LoginRequest{ACRValues: d.strs()}
+	if d.err == nil {
+		n, k := binary.Varint(d.b)
+		if k <= 0 || n < 0 || n > maxLoginMaxAge {
+			d.err = errMalformed
+		} else {
+			d.b = d.b[k:]
+			r.MaxAge = time.Duration(n) * time.Second
+		}
+	}
+	r.Prompt = d.strs()
+	return r
+}
+
+// maxLoginMaxAge bounds a decoded max age in seconds (ten years).
+const maxLoginMaxAge = 10 * 365 * 24 * 3600
+
+// maxListItems bounds a decoded list of strings.
+const maxListItems = 64
+
+func (e *encoder) strs(list []string) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(list)))
+	for _, s := range list {
+		e.str(s)
+	}
+}
+
+func (d *decoder) strs() []string {
+	if d.err != nil {
+		return nil
+	}
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || n > maxListItems {
+		d.err = errMalformed
+		return nil
+	}
+	d.b = d.b[k:]
+	if n == 0 {
+		return nil
+	}
+	list := make([]string, n)
+	for i := range list {
+		list[i] = d.str()
+	}
+	return list
+}
+
+// recordSections decodes the optional sections of a record.
+func (d *decoder) recordSections(rec *Record) {
+	var last byte
+	for d.err == nil && len(d.b) > 0 {
+		tag := d.b[0]
+		d.b = d.b[1:]
+		if tag <= last {
+			d.err = errMalformed
+			return
+		}
+		last = tag
+		switch tag {
+		case sectionRefreshState:
+			d.refreshState(rec)
+		case sectionLogin:
+			rec.Login = d.loginRequest()
+		case sectionTargetTokens:
+			d.targetTokens(rec)
+		case sectionDPoPKey:
+			rec.DPoPKey = bytes.Clone(d.bytes())
+		default:
+			d.err = errMalformed
+		}
+	}
 }
 
 // decodeRecord reverses encodeRecord. Claim numbers decode as json.Number,
@@ -226,6 +410,7 @@ func decodeRecordClaims(b []byte, withClaims bool) (*Record, error) {
 	}
 	claims := d.bytes()
 	rec.CreatedAt = d.time()
+	d.recordSections(rec)
 	if err := d.done(); err != nil {
 		return nil, err
 	}
@@ -247,12 +432,24 @@ func encodeState(st *LoginState) []byte {
 	e.str(st.Verifier)
 	e.str(st.ReturnTo)
 	e.time(st.CreatedAt)
+	e.loginRequest(stateSectionRequest, st.Request)
 	return e.b
 }
+
+// stateSectionRequest tags a login state's optional login request (a
+// step-up), after CreatedAt.
+const stateSectionRequest = 1
 
 func decodeState(b []byte) (*LoginState, error) {
 	d := decoder{b: b}
 	st := &LoginState{State: d.str(), Nonce: d.str(), Verifier: d.str(), ReturnTo: d.str(), CreatedAt: d.time()}
+	if d.err == nil && len(d.b) > 0 {
+		if d.b[0] != stateSectionRequest {
+			return nil, errMalformed
+		}
+		d.b = d.b[1:]
+		st.Request = d.loginRequest()
+	}
 	if err := d.done(); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,10 @@
 package session
 
 import (
+	"testing/synctest"
+
+	"github.com/tokenrelay/tokenrelay/internal/idptest"
+
 	"context"
 	"reflect"
 	"strings"
@@ -72,37 +76,38 @@ func TestDecodeRecordWithoutClaims(t *testing.T) {
 // claims; a refresh it triggers must still save them, and Load must still
 // return them.
 func TestClaimsSurviveTheTokenPath(t *testing.T) {
-	ctx := context.Background()
-	clock := newManualClock()
-	p := newSingleUseIdP(clock.Now, 5*time.Minute)
-	m := newTestManager(t, NewMemoryStore(clock.Now), clock.Now, p, nil)
-	at, rt, exp := p.grant()
-	rec := Record{AccessToken: at, RefreshToken: rt, AccessExpiry: exp, Subject: "ada", SID: "s1",
-		Claims: map[string]any{"name": "Ada Lovelace", "email": "ada@example.com"}}
-	tk, err := m.Create(ctx, rec, ViaLogin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		p := idptest.NewTokenEndpoint(time.Now, 5*time.Minute)
+		m := newTestManager(t, NewMemoryStore(time.Now), time.Now, p, nil)
+		at, rt, exp := p.Grant()
+		rec := Record{AccessToken: at, RefreshToken: rt, AccessExpiry: exp, Subject: "ada", SID: "s1",
+			Claims: map[string]any{"name": "Ada Lovelace", "email": "ada@example.com"}}
+		tk, err := m.Create(ctx, rec, ViaLogin)
+		if err != nil {
+			t.Fatal(err)
+		}
 
-	if got, err := m.AccessToken(ctx, tk, ""); err != nil || got.Value != at {
-		t.Fatalf("fresh AccessToken = %v, %v; want %v", got.Value, err, at)
-	}
-	clock.Advance(10 * time.Minute) // expired: the next call refreshes
-	got, err := m.AccessToken(ctx, tk, "")
-	if err != nil || got.Value == at {
-		t.Fatalf("AccessToken after expiry = %v, %v; want a new token", got.Value, err)
-	}
-	if calls, reused := p.stats(); calls != 1 || reused != 0 {
-		t.Errorf("token endpoint calls, reuses = %d, %d; want 1, 0", calls, reused)
-	}
-	s, err := m.Load(ctx, tk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(s.Record.Claims, rec.Claims) {
-		t.Errorf("claims after a refresh = %v, want %v", s.Record.Claims, rec.Claims)
-	}
-	if s.Record.AccessToken != got.Value {
-		t.Errorf("stored access token = %v, want the refreshed one", s.Record.AccessToken)
-	}
+		if got, err := m.AccessToken(ctx, TokenRequest{Ticket: tk}); err != nil || got.Value != at {
+			t.Fatalf("fresh AccessToken = %v, %v; want %v", got.Value, err, at)
+		}
+		time.Sleep(10 * time.Minute) // expired: the next call refreshes
+		got, err := m.AccessToken(ctx, TokenRequest{Ticket: tk})
+		if err != nil || got.Value == at {
+			t.Fatalf("AccessToken after expiry = %v, %v; want a new token", got.Value, err)
+		}
+		if calls, reused := p.Stats(); calls != 1 || reused != 0 {
+			t.Errorf("token endpoint calls, reuses = %d, %d; want 1, 0", calls, reused)
+		}
+		s, err := m.Load(ctx, tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.Record.Claims, rec.Claims) {
+			t.Errorf("claims after a refresh = %v, want %v", s.Record.Claims, rec.Claims)
+		}
+		if s.Record.AccessToken != got.Value {
+			t.Errorf("stored access token = %v, want the refreshed one", s.Record.AccessToken)
+		}
+	})
 }

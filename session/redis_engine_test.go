@@ -13,19 +13,23 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenrelay/tokenrelay/idp"
+	"github.com/tokenrelay/tokenrelay/internal/idptest"
 	"github.com/tokenrelay/tokenrelay/internal/redistest"
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/session/redisstore"
 )
 
 // The refresh engine across replicas on a real Redis: several Managers,
-// each with its own client and RedisStore as separate processes would have,
+// each with its own client and redisstore.Store as separate processes would have,
 // sharing one redis-server, one key prefix, one server secret, one clock and
 // one identity provider whose refresh tokens work once.
 
 // engineReplica is one Manager and the store under it.
 type engineReplica struct {
-	m     *Manager
-	store *RedisStore
+	m      *Manager
+	store  *redisstore.Store
+	client redis.UniversalClient
+	prefix string
 }
 
 // newEngineReplicas builds n replicas on the package's shared redis-server.
@@ -35,8 +39,8 @@ func newEngineReplicas(t *testing.T, n int, now func() time.Time, r Refresher, e
 	prefix := redistest.KeyPrefix(t)
 	out := make([]engineReplica, n)
 	for i := range out {
-		c := newTestRedisClient(t, RedisClientOptions{URL: "redis://" + srv.Addr})
-		store := NewRedisStore(c, RedisStoreOptions{KeyPrefix: prefix})
+		c := newTestRedisClient(t, redisstore.Options{URL: "redis://" + srv.Addr})
+		store := redisstore.New(c, redisstore.Options{KeyPrefix: prefix}, nil)
 		opts := ManagerOptions{
 			Backend:        store,
 			Secret:         testSecret,
@@ -44,8 +48,7 @@ func newEngineReplicas(t *testing.T, n int, now func() time.Time, r Refresher, e
 			Issuer:         "https://issuer.example",
 			Now:            now,
 			Registerer:     prometheus.NewRegistry(),
-			RefreshAhead:   time.Minute,
-			RefreshTimeout: 5 * time.Second,
+			RefreshOptions: RefreshOptions{Ahead: time.Minute, Timeout: 5 * time.Second},
 		}
 		if edit != nil {
 			edit(&opts)
@@ -54,7 +57,7 @@ func newEngineReplicas(t *testing.T, n int, now func() time.Time, r Refresher, e
 		if err != nil {
 			t.Fatalf("NewManager: %v", err)
 		}
-		out[i] = engineReplica{m: m, store: store}
+		out[i] = engineReplica{m: m, store: store, client: c, prefix: prefix}
 	}
 	return out
 }
@@ -63,7 +66,7 @@ func newEngineReplicas(t *testing.T, n int, now func() time.Time, r Refresher, e
 // call to the session whose refresh-token chain it continues, so the test
 // can count calls per session. It also counts invalid_grant answers.
 type lineageRefresher struct {
-	idp *singleUseIdP
+	idp *idptest.TokenEndpoint
 
 	mu            sync.Mutex // guards the fields below
 	owner         map[secret.String]int
@@ -71,7 +74,7 @@ type lineageRefresher struct {
 	invalidGrants int
 }
 
-func newLineageRefresher(p *singleUseIdP) *lineageRefresher {
+func newLineageRefresher(p *idptest.TokenEndpoint) *lineageRefresher {
 	return &lineageRefresher{idp: p, owner: map[secret.String]int{}, calls: map[int]int{}}
 }
 
@@ -133,7 +136,7 @@ func engineStorm(replicas []engineReplica, callers int, tickets []Ticket) [][][]
 				<-start
 				for j := range tickets {
 					s := (g + j) % len(tickets)
-					tok, err := replicas[r].m.AccessToken(ctx, tickets[s], "")
+					tok, err := replicas[r].m.AccessToken(ctx, TokenRequest{Ticket: tickets[s]})
 					out[r][g][s] = engineCall{tok, err}
 				}
 			})
@@ -158,14 +161,14 @@ func TestRedisEngineRefreshStorm(t *testing.T) {
 	)
 	ctx := context.Background()
 	clock := newManualClock()
-	provider := newSingleUseIdP(clock.Now, life)
+	provider := idptest.NewTokenEndpoint(clock.Now, life)
 	ref := newLineageRefresher(provider)
 	replicas := newEngineReplicas(t, nReplicas, clock.Now, ref, nil)
 
 	tickets := make([]Ticket, sessions)
 	prev := make([]secret.String, sessions)
 	for i := range tickets {
-		at, rt, exp := provider.grant()
+		at, rt, exp := provider.Grant()
 		ref.track(rt, i)
 		rec := Record{
 			AccessToken: at, RefreshToken: rt, AccessExpiry: exp,
@@ -223,7 +226,7 @@ func TestRedisEngineRefreshStorm(t *testing.T) {
 		}
 	}
 
-	calls, reused := provider.stats()
+	calls, reused := provider.Stats()
 	if want := sessions * cycles; calls != want || reused != 0 {
 		t.Errorf("token endpoint: %d calls, %d refresh-token reuses; want %d, 0", calls, reused, want)
 	}
@@ -237,26 +240,27 @@ func TestRedisEngineRefreshStorm(t *testing.T) {
 }
 
 // TestRedisEngineLockHolderDies: a replica took a session's refresh lock
-// and died without unlocking. The others wait for the lock to lapse, then
-// exactly one of them refreshes, under the lock, and everyone gets its
-// token.
+// and died without unlocking (before recording an attempt). The others wait
+// for the lock to lapse, within RefreshTimeout, then exactly one of them
+// refreshes, under the lock, and everyone gets its token.
 func TestRedisEngineLockHolderDies(t *testing.T) {
 	const (
 		nReplicas = 3
 		callers   = 50
-		lockTTL   = 2 * time.Second
-		// The ghost took its lock half a LockTTL ago: what is left of it.
-		ghostTTL = lockTTL / 2
+		lockTTL   = 4 * time.Second
+		// The ghost took its lock a while ago: what is left of it is
+		// well inside the callers' RefreshTimeout (lockTTL / 2).
+		ghostTTL = lockTTL / 4
 	)
 	ctx := context.Background()
 	clock := newManualClock()
-	provider := newSingleUseIdP(clock.Now, 5*time.Minute)
+	provider := idptest.NewTokenEndpoint(clock.Now, 5*time.Minute)
 	replicas := newEngineReplicas(t, nReplicas, clock.Now, provider, func(o *ManagerOptions) {
 		o.LockTTL = lockTTL
-		o.RefreshTimeout = lockTTL / 2
+		o.Timeout = lockTTL / 2
 	})
 
-	at, rt, exp := provider.grant()
+	at, rt, exp := provider.Grant()
 	tk, err := replicas[0].m.Create(ctx, Record{AccessToken: at, RefreshToken: rt, AccessExpiry: exp, Subject: "user"}, ViaLogin)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -264,8 +268,8 @@ func TestRedisEngineLockHolderDies(t *testing.T) {
 	clock.Advance(10 * time.Minute)
 
 	store := replicas[0].store
-	raw := store.client
-	lock := store.key(lockKey(tk.ID))
+	raw := replicas[0].client
+	lock := replicas[0].prefix + lockKey(tk.ID)
 	if ok, err := store.TryLock(ctx, lockKey(tk.ID), "ghost", ghostTTL); !ok || err != nil {
 		t.Fatalf("ghost TryLock = %v, %v", ok, err)
 	}
@@ -275,7 +279,7 @@ func TestRedisEngineLockHolderDies(t *testing.T) {
 	var mu sync.Mutex
 	var holders []string
 	var sinceGhost []time.Duration
-	provider.before = func(ctx context.Context, _ secret.String) (*idp.Token, error) {
+	provider.SetBefore(func(ctx context.Context, _ secret.String) (*idp.Token, error) {
 		holder, err := raw.Get(ctx, lock).Result()
 		if errors.Is(err, redis.Nil) {
 			holder = "<nobody>"
@@ -287,11 +291,11 @@ func TestRedisEngineLockHolderDies(t *testing.T) {
 		sinceGhost = append(sinceGhost, time.Since(ghostAt))
 		mu.Unlock()
 		return nil, nil
-	}
+	})
 
 	results := engineStorm(replicas, callers, []Ticket{tk})
 
-	calls, reused := provider.stats()
+	calls, reused := provider.Stats()
 	if calls != 1 || reused != 0 {
 		t.Fatalf("token endpoint: %d calls, %d reuses; want 1, 0", calls, reused)
 	}

@@ -2,483 +2,504 @@ package session
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
-	mrand "math/rand/v2"
+	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenrelay/tokenrelay/idp"
 	"github.com/tokenrelay/tokenrelay/secret"
+	"github.com/tokenrelay/tokenrelay/tracing"
 )
 
-// The refresh engine. For one session, at most one refresh is in flight
-// across all replicas, and no refresh token is ever sent twice:
+// engine is the refresh engine. For one session, at most one refresh is in
+// flight across all replicas, and a refresh token is sent once
+// (docs/refresh.md states the guarantee exactly, crashes included). Each
+// step of the algorithm is a method, named here:
 //
-//  1. AccessToken loads the record and classifies its access token.
-//  2. Requests of one session in this process share one flight
-//     (singleflight). The flight runs on its own context, so a request that
-//     gives up does not cancel it for the others.
-//  3. The flight takes the session's lock in the store (TryLock with a random
-//     owner and LockTTL > RefreshTimeout). Without it, it watches the record's
-//     version with jittered backoff until another replica's refresh lands,
-//     the lock frees, or LockTTL passes.
-//  4. Holding the lock, it reloads: if the record changed since step 1,
-//     another refresh won and its tokens are used.
-//  5. It calls the token endpoint, saves with compare-and-set, unlocks.
-//  6. invalid_grant: reread; a refresh token that changed meanwhile is used,
-//     otherwise the session ends. Other failures: the still-valid token is
-//     served, or *UnavailableError, with a per-session backoff.
+//  1. accessToken loads the record and classifies its access token. A
+//     fresh token is used. A stale one (still valid) is used too, and a
+//     refresh starts in the background; a request whose token has expired,
+//     or was rejected by the upstream, waits for the refresh (await), at
+//     most RefreshTimeout.
+//  2. Requests of one session in this process share one flight (join:
+//     singleflight). The flight (flight.go) runs on its own context, so a
+//     request that gives up does not cancel it for the others.
+//  3. flight.acquire takes the session's lock in the store (TryLock with a
+//     random owner for LockTTL) and reads the record after it, in one
+//     round trip when the store can (storage.LockReader). Without the
+//     lock, it watches the record's version with jittered backoff
+//     (pollWait) until another replica's refresh lands, the lock frees, or
+//     RefreshTimeout passes.
+//  4. Holding the lock, flight.reload opens the record read after taking
+//     it: newer tokens are used, and
+//     a result of ours the store did not take is saved instead of sending
+//     its spent refresh token (flight.savePending). flight.mayCall: a
+//     failure backoff in the record (RetryAt) holds every replica; an
+//     Attempt with the stored refresh token means an earlier call's answer
+//     was lost: the token is not sent again (unless the provider's reuse
+//     grace still covers it); the access token is served while it is
+//     valid, then the session ends (flight.unknownOutcome).
+//  5. flight.recordAttempt records an Attempt; flight.call calls the token
+//     endpoint (for up to LockTTL less a save margin, long after the
+//     requests stopped waiting); flight.succeeded saves the result with
+//     compare-and-set, clearing the Attempt; flight.unlock unlocks, once
+//     the outcome is on its way to the requests.
+//  6. flight.failed: invalid_grant: reread; a refresh token that changed
+//     meanwhile is used, otherwise the session ends (flight.invalidGrant).
+//     A refused client: the session is kept, ErrClientRejected, readiness
+//     fails (client.go). A transient failure with an answer: the Attempt is
+//     cleared and RetryAt set for every replica (flight.settle). No answer:
+//     the outcome is unknown; the Attempt stays, and the lock is left to
+//     lapse.
+//
+// An engine is safe for concurrent use, and any number of engines
+// (replicas) may share one Backend: what they must agree on (RefreshedAt,
+// RetryAt, Attempt) lives in the record, and the store lock serialises
+// their flights. What an engine keeps itself is this process's: its flights
+// in progress, whether the provider refuses this replica's client, and
+// refreshed tokens the store did not take.
+type engine struct {
+	rs        *records
+	refresher Refresher
+	tracer    tracing.Tracer
 
-// TokenState is how usable an access token is at some instant.
-type TokenState int
+	ahead          time.Duration // RefreshAhead
+	refreshTimeout time.Duration // RefreshTimeout
+	backoff        time.Duration // FailureBackoff
+	lockTTL        time.Duration // LockTTL
+	minForced      time.Duration // MinRefreshInterval
+	reuseGrace     time.Duration // ReuseGrace
+
+	// flights shares one refresh among the requests of one session in
+	// this process, keyed by session key; running counts the requests
+	// that joined a flight still in progress, for drain.
+	flights singleflight.Group
+	running sync.WaitGroup
+
+	// client tracks whether the provider refuses this replica's client.
+	client clientState
+	// refused holds the targets whose tokens the provider refused.
+	refused targetHolds
+	// pending holds refreshed tokens the store did not take.
+	pending pendingSaves
+	// keys caches parsed DPoP keys.
+	keys dpopKeys
+	// turns lets the flights of one session in this process (its
+	// targets') take the store lock one after the other.
+	turns sessionTurns
+	// targets refreshes route targets and binds tokens to DPoP keys; nil
+	// when the Refresher cannot (then only the login's own Bearer token
+	// is refreshed).
+	targets TargetRefresher
+	// exchanges caches exchanged tokens; exchanger makes them (nil: no
+	// token exchange).
+	exchanges exchangeCache
+	exchanger Exchanger
+}
+
+// newEngine builds the refresh engine over rs from opts, whose defaults
+// have been filled in.
+func newEngine(rs *records, opts ManagerOptions) *engine {
+	targets, _ := opts.Refresher.(TargetRefresher)
+	return &engine{
+		rs:             rs,
+		refresher:      opts.Refresher,
+		targets:        targets,
+		exchanger:      opts.Exchanger,
+		tracer:         tracing.NewTracer(opts.TracerProvider),
+		ahead:          opts.Ahead,
+		refreshTimeout: opts.Timeout,
+		backoff:        opts.FailureBackoff,
+		lockTTL:        opts.LockTTL,
+		minForced:      opts.MinInterval,
+		reuseGrace:     opts.ReuseGrace,
+	}
+}
+
+// tokenState is how usable an access token is at some instant.
+type tokenState int
 
 const (
-	// Fresh: valid for longer than RefreshAhead; used as is.
-	Fresh TokenState = iota
-	// Stale: valid, but expiring within RefreshAhead; refreshed now, and
+	// tokenFresh: valid for longer than RefreshAhead; used as is.
+	tokenFresh tokenState = iota
+	// tokenStale: valid, but expiring within RefreshAhead; refreshed now, and
 	// still served if that refresh fails.
-	Stale
-	// Expired: not valid any more (or of unknown expiry).
-	Expired
+	tokenStale
+	// tokenExpired: not valid any more (or of unknown expiry).
+	tokenExpired
 )
 
-func (s TokenState) String() string {
+func (s tokenState) String() string {
 	switch s {
-	case Fresh:
+	case tokenFresh:
 		return "fresh"
-	case Stale:
+	case tokenStale:
 		return "stale"
-	case Expired:
+	case tokenExpired:
 		return "expired"
 	}
-	return fmt.Sprintf("TokenState(%d)", int(s))
+	return fmt.Sprintf("tokenState(%d)", int(s))
 }
 
-// Classify says whether a token expiring at expiry is fresh, stale or
+// classify says whether a token expiring at expiry is fresh, stale or
 // expired at now. The token is stale from expiry-ahead (inclusive) and
 // expired from expiry (inclusive). A zero expiry is expired.
-func Classify(expiry, now time.Time, ahead time.Duration) TokenState {
+func classify(expiry, now time.Time, ahead time.Duration) tokenState {
 	switch {
 	case expiry.IsZero() || !now.Before(expiry):
-		return Expired
+		return tokenExpired
 	case !now.Before(expiry.Add(-ahead)):
-		return Stale
+		return tokenStale
 	}
-	return Fresh
+	return tokenFresh
 }
 
 const (
-	// pollMin and pollMax bound the backoff of a flight that watches
-	// another replica's refresh.
+	// pollMin and pollMax bound the wait between two looks of a flight
+	// that watches another replica's refresh (see pollWait).
 	pollMin = 2 * time.Millisecond
 	pollMax = 100 * time.Millisecond
+	// retrySoon is the Retry-After of a request that stopped waiting for a
+	// refresh that goes on.
+	retrySoon = time.Second
+	// maxSaveMargin is how long before its lock lapses a token endpoint
+	// call is given up at most (less when LockTTL leaves less room over
+	// RefreshTimeout), so the result is saved under the lock.
+	maxSaveMargin = 2 * time.Second
+	// graceMargin: a refresh token whose outcome is unknown is sent again
+	// within ReuseGrace only while this much of the grace is left.
+	graceMargin = time.Second
 )
 
 var (
-	errBackoff  = errors.New("session: refresh failed recently, backing off")
-	errLockWait = errors.New("session: another replica's refresh did not finish in time")
+	errBackoff        = errors.New("session: refresh failed recently, backing off")
+	errLockWait       = errors.New("session: another refresh of this session did not finish in time")
+	errRefreshSlow    = errors.New("session: the refresh did not finish within refresh.timeout; it goes on in the background")
+	errOutcomeUnknown = errors.New("session: a refresh was sent and its answer lost; its refresh token is not sent again")
+	errNoAccessToken  = errors.New("session: refresh: token endpoint returned no access token")
+	errArrivedExpired = errors.New("session: refresh: the new access token had expired when the answer arrived")
+	errNoTargets      = errors.New("session: the Refresher cannot refresh a route target's token or a DPoP-bound one (it is no TargetRefresher)")
 )
 
 // outcome is what a flight hands every request that shares it.
 type outcome struct {
 	tok AccessToken
 	err error
-	// fallback: the refresh failed transiently (err is an
-	// *UnavailableError) but tok is the old, still-valid token.
+	// fallback: the refresh failed (err is an *UnavailableError) but tok
+	// is the old, still-valid token.
 	fallback bool
 	// shared: the tokens come from a refresh made by another replica or an
 	// earlier flight.
 	shared bool
+	// span is the flight's span, when traced: requests that shared the
+	// flight link to it.
+	span trace.SpanContext
 }
 
-// pendingSave is a refresh whose result the store did not take: the
-// provider has rotated oldRefresh away, so the next flight saves rec instead
-// of sending oldRefresh again.
-type pendingSave struct {
-	oldRefresh [32]byte
-	rec        Record
-}
-
-// AccessToken returns a usable access token for t, refreshing it when it is
-// stale or expired, or when rejected (a token the upstream answered 401 to)
-// equals the stored one. Errors: ErrNoSession; ErrSessionExpired (the
-// refresh token is dead or the lifetime over: the session is gone);
-// *UnavailableError (a transient refresh failure and no valid token: the
-// session is kept); ErrStoreUnavailable.
-//
-// A session without a refresh token serves its access token until it
-// expires, then ends.
-func (m *Manager) AccessToken(ctx context.Context, t Ticket, rejected secret.String) (AccessToken, error) {
-	// The claims are not needed here: l.rec is only classified, served and
-	// (by remove) looked up for its sid and sub, never saved; the refresh
-	// flight re-reads the full record before it writes.
-	l, err := m.load(ctx, t, false)
+// accessToken is step 1: it returns a usable access token for req (see
+// Manager.AccessToken), refreshing when the token is stale, expired or
+// rejected.
+func (e *engine) accessToken(ctx context.Context, req TokenRequest) (AccessToken, error) {
+	if req.Exchange {
+		return e.exchanged(ctx, req)
+	}
+	l, err := e.load(ctx, req)
 	if err != nil {
 		return AccessToken{}, err
 	}
-	m.slide(ctx, l)
-	now := m.now()
-	state := Classify(l.rec.AccessExpiry, now, m.ahead)
-	forced := !rejected.IsZero() && rejected == l.rec.AccessToken
-	current := AccessToken{Value: l.rec.AccessToken, Expiry: l.rec.AccessExpiry}
-	if state == Fresh && !forced {
+	now := e.rs.now()
+	rec, target := l.rec, req.Target.Key()
+	h := rec.held(target)
+	state := classify(h.expiry, now, e.ahead)
+	forced := e.forces(h, req.Rejected, now)
+	current := e.answer(rec, target, false)
+	if target == "" {
+		current.header = l.bearer
+	}
+	if state == tokenFresh && !forced {
 		return current, nil
 	}
-	if l.rec.RefreshToken.IsZero() {
-		if state != Expired {
+	if rec.RefreshToken.IsZero() {
+		return e.withoutRefreshToken(ctx, &l, req.Target, state, current)
+	}
+	if e.targets == nil && (!req.Target.IsZero() || len(rec.DPoPKey) > 0) {
+		return AccessToken{}, errNoTargets
+	}
+	waits := state == tokenExpired || forced
+	if until, cause := e.hold(rec, target, now); cause != nil {
+		if !waits {
 			return current, nil
 		}
-		_ = m.remove(context.WithoutCancel(ctx), l.key, l.rec, ReasonExpired)
-		return AccessToken{}, fmt.Errorf("session: access token expired and no refresh token: %w", ErrSessionExpired)
+		return AccessToken{}, holdErr(until.Sub(now), cause)
 	}
-	if until, ok := m.backingOff(l.key, now); ok {
-		if state != Expired && !forced {
-			return current, nil
+	if !waits {
+		// Still valid: serve it, and refresh in the background, unless a
+		// call with this refresh token is already out (in flight, or its
+		// answer lost: then the token is not sent again). The upstream
+		// rejected no token here.
+		if !rec.Attempt.sends(rec.RefreshToken) || e.mayResend(rec.Attempt, now) {
+			e.join(ctx, e.newFlight(TokenRequest{Ticket: req.Ticket, Target: req.Target}, &l))
 		}
-		return AccessToken{}, &UnavailableError{RetryAfter: until.Sub(now), Err: errBackoff}
+		return current, nil
 	}
+	return e.await(ctx, e.newFlight(req, &l))
+}
 
-	var ran bool // set by the flight function in this request only if it leads
-	ch := m.flights.DoChan(l.key, func() (any, error) {
-		ran = true
-		return m.flight(context.WithoutCancel(ctx), t, l.key, l.version, rejected), nil
+// load returns the record of req and slides its idle timeout: the record
+// req.Opened read (Manager.Open made the "session.load" span then), or a
+// fresh read in a "session.load" span. The claims are not needed here:
+// l.rec is only classified, served and (by remove) looked up for its sid
+// and sub, never saved; the refresh flight re-reads the full record before
+// it writes.
+func (e *engine) load(ctx context.Context, req TokenRequest) (loaded, error) {
+	if req.Opened != nil {
+		l := *req.Opened.l
+		e.rs.slide(ctx, &l)
+		return l, nil
+	}
+	ctx, span := e.tracer.Start(ctx, "session.load")
+	defer span.End()
+	l, err := e.rs.load(ctx, req.Ticket, forTokens)
+	if err != nil {
+		spanError(span, err)
+		return loaded{}, err
+	}
+	e.rs.slide(ctx, &l)
+	return l, nil
+}
+
+// withoutRefreshToken answers for a session that has no refresh token:
+// its own access token while it is valid, after which the session ends;
+// a target's token cannot be had at all.
+func (e *engine) withoutRefreshToken(ctx context.Context, l *loaded, target idp.Target, state tokenState, current AccessToken) (AccessToken, error) {
+	if !target.IsZero() {
+		if state != tokenExpired {
+			return current, nil
+		}
+		return AccessToken{}, fmt.Errorf("session: no refresh token to obtain the token of %s (does the login ask for offline_access?): %w", target, ErrTokenRefused)
+	}
+	if state != tokenExpired {
+		return current, nil
+	}
+	_ = e.rs.remove(context.WithoutCancel(ctx), l.key, l.rec, ReasonExpired)
+	return AccessToken{}, fmt.Errorf("session: access token expired and no refresh token: %w", ErrSessionExpired)
+}
+
+// holdErr is the error of a request that must wait for a held refresh: a
+// refused target is refused at once, anything else is unavailable until
+// retry.
+func holdErr(retry time.Duration, cause error) error {
+	if errors.Is(cause, ErrTokenRefused) {
+		return cause
+	}
+	return &UnavailableError{RetryAfter: retry, Err: cause}
+}
+
+// forces reports whether rejected forces a refresh: it is the stored token
+// h, and h was not obtained within MinRefreshInterval (a token that new is
+// not fixed by another one, and an upstream that answers 401 to everything
+// must not drive the token endpoint).
+func (e *engine) forces(h held, rejected secret.String, now time.Time) bool {
+	if rejected.IsZero() || rejected != h.value {
+		return false
+	}
+	return h.refreshedAt.IsZero() || !now.Before(h.refreshedAt.Add(e.minForced))
+}
+
+// hold reports why no refresh of rec's token of target may start at now,
+// and until when: the session's failure backoff, shared by every replica
+// through the record, this replica's client being refused by the
+// provider, or the provider refusing that target.
+func (e *engine) hold(rec *Record, target string, now time.Time) (time.Time, error) {
+	if until, ok := e.clientHold(now); ok {
+		return until, ErrClientRejected
+	}
+	if until, ok := e.refused.held(target, now); ok {
+		return until, fmt.Errorf("session: the provider refused this target's token recently: %w", ErrTokenRefused)
+	}
+	if now.Before(rec.RetryAt) {
+		return rec.RetryAt, errBackoff
+	}
+	return time.Time{}, nil
+}
+
+// mayResend reports whether the refresh token of attempt a, whose outcome
+// is unknown, may be sent again at now: only inside the provider's reuse
+// grace period.
+func (e *engine) mayResend(a Attempt, now time.Time) bool {
+	return e.reuseGrace > graceMargin && now.Before(a.Since.Add(e.reuseGrace-graceMargin))
+}
+
+// join is step 2: it makes the request part of its session's flight,
+// running f when no flight of that session runs (then f.led is set), and
+// returns what the flight hands out. Every join is counted in running until
+// its flight has ended, so drain sees a flight from the moment a request
+// asks for it.
+func (e *engine) join(ctx context.Context, f *flight) <-chan outcome {
+	e.running.Add(1)
+	ch := e.flights.DoChan(f.flightKey(), func() (any, error) {
+		f.led = true
+		return f.run(context.WithoutCancel(ctx)), nil
 	})
+	out := make(chan outcome, 1)
+	go func() {
+		res := <-ch
+		e.running.Done()
+		out <- res.Val.(outcome)
+	}()
+	return out
+}
+
+// await joins f's flight and waits for it, at most RefreshTimeout, in a
+// "session.refresh" span (see traceAwait).
+func (e *engine) await(ctx context.Context, f *flight) (tok AccessToken, err error) {
+	ctx, span := e.tracer.Start(ctx, "session.refresh")
+	var o outcome
+	shared := false
+	defer func() { traceAwait(span, o, shared, err) }()
+	ch := e.join(ctx, f)
+	timer := time.NewTimer(e.refreshTimeout)
+	defer timer.Stop()
 	select {
 	case <-ctx.Done():
 		return AccessToken{}, fmt.Errorf("session: refresh: %w", ctx.Err())
-	case res := <-ch:
-		o := res.Val.(outcome)
+	case <-timer.C:
+		return AccessToken{}, &UnavailableError{RetryAfter: retrySoon, Err: errRefreshSlow}
+	case o = <-ch:
+		shared = !f.led || o.shared
 		if o.err != nil {
-			if o.fallback && o.tok.Value != rejected {
+			if o.fallback && o.tok.Value != f.rejected {
 				return o.tok, nil
 			}
 			return AccessToken{}, o.err
 		}
-		if !ran || o.shared {
-			m.met.shared.Inc()
+		if shared {
+			e.rs.met.shared.Inc()
 		}
 		return o.tok, nil
 	}
 }
 
-// flight is one refresh of the session under key, shared by the requests of
-// this process. seen is the record version the leading request loaded.
-func (m *Manager) flight(ctx context.Context, t Ticket, key string, seen uint64, rejected secret.String) outcome {
-	lock := lockKeyFor(key)
-	owner, err := newOwner()
-	if err != nil {
-		return outcome{err: err}
-	}
-
-	start := time.Now()
-	rec, locked, err := m.acquire(ctx, t, key, lock, owner, seen, rejected)
-	m.met.lockWait.Observe(time.Since(start).Seconds())
-	if err != nil {
-		return outcome{err: err}
-	}
-	if !locked {
-		m.met.refreshes.WithLabelValues(refreshLostRace).Inc()
-		return outcome{tok: refreshed(rec), shared: true}
-	}
-
-	// The lock lives LockTTL from now; everything done under it must end
-	// before, or another replica could reload the refresh token we are
-	// spending.
-	lockedAt := time.Now()
-	hold, cancel := context.WithDeadline(ctx, lockedAt.Add(m.lockTTL))
-	defer cancel()
-	defer func() {
-		uctx, cancel := context.WithTimeout(ctx, m.lockTTL-m.refreshTimeout)
-		defer cancel()
-		if err := m.store.Unlock(uctx, lock, owner); err != nil {
-			m.log.LogAttrs(ctx, slog.LevelWarn, "refresh unlock failed", slog.Any("session", t), slog.Any("error", m.storeErr(uctx, opUnlock, err)))
-		}
+// drain waits until the flights in progress have ended, or ctx ends.
+func (e *engine) drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		e.running.Wait()
+		close(done)
 	}()
-	return m.refreshLocked(hold, t, key, seen, rejected)
-}
-
-// acquire takes the session's refresh lock, or returns the record another
-// replica's refresh produced while this flight waited (locked false).
-func (m *Manager) acquire(ctx context.Context, t Ticket, key, lock, owner string, seen uint64, rejected secret.String) (*Record, bool, error) {
-	// Give the store a little beyond the deadline, so the last try at the
-	// deadline (when a dead holder's lock has lapsed) can still run.
-	deadline := time.Now().Add(m.lockTTL)
-	ctx, cancel := context.WithDeadline(ctx, deadline.Add(m.lockTTL-m.refreshTimeout))
-	defer cancel()
-
-	wait := pollMin
-	for {
-		ok, err := m.store.TryLock(ctx, lock, owner, m.lockTTL)
-		if err != nil {
-			return nil, false, m.storeErr(ctx, opLock, err)
-		}
-		if ok {
-			return nil, true, nil
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil, false, &UnavailableError{RetryAfter: m.backoff, Err: errLockWait}
-		}
-		// Full jitter in [wait/2, wait], so replicas that started together
-		// drift apart.
-		sleep := min(wait/2+mrand.N(wait/2+1), left)
-		time.Sleep(sleep)
-		wait = min(2*wait, pollMax)
-
-		e, err := m.store.Get(ctx, key)
-		if errors.Is(err, ErrNotFound) {
-			return nil, false, fmt.Errorf("session: refresh: session ended meanwhile: %w", ErrNoSession)
-		}
-		if err != nil {
-			return nil, false, m.storeErr(ctx, opGet, err)
-		}
-		if e.Version == seen {
-			continue
-		}
-		rec, err := m.seal.openRecord(t, key, e.Data)
-		if err != nil {
-			return nil, false, fmt.Errorf("session: refresh: %w", ErrNoSession)
-		}
-		if m.usable(rec, rejected) {
-			return rec, false, nil
-		}
-		seen = e.Version
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("session: drain refreshes: %w", ctx.Err())
 	}
 }
 
-// usable reports whether rec's access token can be handed out instead of
-// refreshing: not expired, and not the token the upstream rejected.
-func (m *Manager) usable(rec *Record, rejected secret.String) bool {
-	return Classify(rec.AccessExpiry, m.now(), m.ahead) != Expired && (rejected.IsZero() || rec.AccessToken != rejected)
+// usable reports whether rec's access token of target can be handed out
+// instead of refreshing: not expired, and not the token the upstream
+// rejected.
+func (e *engine) usable(rec *Record, target string, rejected secret.String) bool {
+	h := rec.held(target)
+	return classify(h.expiry, e.rs.now(), e.ahead) != tokenExpired && (rejected.IsZero() || h.value != rejected)
 }
 
-func refreshed(rec *Record) AccessToken {
-	return AccessToken{Value: rec.AccessToken, Expiry: rec.AccessExpiry, Refreshed: true}
+// answer hands out rec's access token of target, with the session's DPoP
+// key; refreshed says it comes from a refresh the request waited for.
+func (e *engine) answer(rec *Record, target string, refreshed bool) AccessToken {
+	h := rec.held(target)
+	return AccessToken{Value: h.value, Expiry: h.expiry, Refreshed: refreshed, DPoP: e.keys.get(rec.DPoPKey)}
 }
 
-// refreshLocked runs steps 4 to 6 with the lock held; ctx ends when the lock
-// would lapse.
-func (m *Manager) refreshLocked(ctx context.Context, t Ticket, key string, seen uint64, rejected secret.String) outcome {
-	e, err := m.store.Get(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		return outcome{err: fmt.Errorf("session: refresh: session ended meanwhile: %w", ErrNoSession)}
-	}
-	if err != nil {
-		return outcome{err: m.storeErr(ctx, opGet, err)}
-	}
-	rec, err := m.seal.openRecord(t, key, e.Data)
-	if err != nil {
-		return outcome{err: fmt.Errorf("session: refresh: %w", ErrNoSession)}
-	}
-	version := e.Version
-	if version != seen && m.usable(rec, rejected) {
-		m.met.refreshes.WithLabelValues(refreshLostRace).Inc()
-		return outcome{tok: refreshed(rec), shared: true}
-	}
-
-	// A refresh of ours that the store did not take: its refresh token is
-	// spent. Save the tokens we got instead of sending it again.
-	if p, ok := m.takePending(key, rec.RefreshToken); ok {
-		rec = &p.rec
-		if version, err = m.save(ctx, t, key, version, rec); err != nil {
-			m.setPending(key, p)
-			return outcome{err: &UnavailableError{RetryAfter: m.backoff, Err: err}}
-		}
-		if m.usable(rec, rejected) {
-			return outcome{tok: refreshed(rec)}
-		}
-	}
-
-	start := time.Now()
-	rctx, cancel := context.WithTimeout(ctx, m.refreshTimeout)
-	tok, err := m.refresher.Refresh(rctx, rec.RefreshToken)
-	cancel()
-	m.met.refreshTime.Observe(time.Since(start).Seconds())
-	if err != nil {
-		return m.refreshFailed(ctx, t, key, rec, rejected, err)
-	}
-	if tok == nil || tok.AccessToken.IsZero() {
-		return m.refreshFailed(ctx, t, key, rec, rejected, errors.New("session: refresh: token endpoint returned no access token"))
-	}
-
-	next := *rec
-	next.AccessToken = tok.AccessToken
-	next.AccessExpiry = tok.Expiry
-	if !tok.RefreshToken.IsZero() {
-		next.RefreshToken = tok.RefreshToken
-		next.RefreshExpiry = tok.RefreshExpiry
-	}
-	if !tok.IDToken.IsZero() {
-		next.IDToken = tok.IDToken
-	}
-	m.met.refreshes.WithLabelValues(refreshSuccess).Inc()
-	m.clearFailure(key)
-	if _, err := m.save(ctx, t, key, version, &next); err != nil {
-		if errors.Is(err, ErrNoSession) {
-			return outcome{err: err}
-		}
-		// The new access token is good; hand it out. If the provider
-		// rotated the refresh token, keep the result so the old one is
-		// never sent again from here.
-		m.log.LogAttrs(ctx, slog.LevelError, "refreshed tokens not saved", slog.Any("session", t), slog.Any("error", err))
-		if next.RefreshToken != rec.RefreshToken {
-			m.setPending(key, pendingSave{oldRefresh: sha256.Sum256([]byte(rec.RefreshToken.Reveal())), rec: next})
-		}
-	}
-	return outcome{tok: refreshed(&next)}
-}
-
-// save writes rec with compare-and-set on version.
-func (m *Manager) save(ctx context.Context, t Ticket, key string, version uint64, rec *Record) (uint64, error) {
-	data, err := m.seal.sealRecord(t, key, rec)
-	if err != nil {
-		return 0, fmt.Errorf("session: save: %w", err)
-	}
-	ttl := m.ttlFor(rec, m.now())
-	if ttl <= 0 {
-		return 0, fmt.Errorf("session: save: lifetime over: %w", ErrNoSession)
-	}
-	v, err := m.store.Update(ctx, key, version, data, ttl)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return 0, fmt.Errorf("session: save: session ended meanwhile: %w", ErrNoSession)
-	case errors.Is(err, ErrConflict):
-		// Only possible when our lock lapsed and another replica wrote.
-		return 0, fmt.Errorf("session: save: %w", err)
-	case err != nil:
-		return 0, m.storeErr(ctx, opUpdate, err)
-	}
-	return v, nil
-}
-
-// refreshFailed handles a failed token endpoint call (step 6).
-func (m *Manager) refreshFailed(ctx context.Context, t Ticket, key string, rec *Record, rejected secret.String, cause error) outcome {
-	if errors.Is(cause, idp.ErrInvalidGrant) {
-		// Reread: if another replica rotated the refresh token meanwhile,
-		// our call spent nothing and its tokens are good.
-		if e, err := m.store.Get(ctx, key); err == nil {
-			if cur, err := m.seal.openRecord(t, key, e.Data); err == nil && cur.RefreshToken != rec.RefreshToken {
-				m.met.refreshes.WithLabelValues(refreshLostRace).Inc()
-				if m.usable(cur, rejected) {
-					return outcome{tok: refreshed(cur), shared: true}
-				}
-				return outcome{err: &UnavailableError{RetryAfter: m.backoff, Err: cause}}
-			}
-		} else if !errors.Is(err, ErrNotFound) {
-			// Cannot tell: keep the session, try later.
-			return outcome{err: &UnavailableError{RetryAfter: m.backoff, Err: m.storeErr(ctx, opGet, err)}}
-		}
-		m.met.refreshes.WithLabelValues(refreshRejected).Inc()
-		m.log.LogAttrs(ctx, slog.LevelInfo, "refresh token rejected, session ended", slog.Any("session", t), slog.Any("error", cause))
-		if err := m.remove(ctx, key, rec, ReasonRejected); err != nil {
-			m.log.LogAttrs(ctx, slog.LevelWarn, "session delete failed", slog.Any("session", t), slog.Any("error", err))
-		}
-		m.forget(key)
-		return outcome{err: fmt.Errorf("session: refresh: %w: %w", ErrSessionExpired, cause)}
-	}
-
-	m.met.refreshes.WithLabelValues(refreshFailed).Inc()
-	retry := m.backoff
-	var te *idp.TokenError
-	if errors.As(cause, &te) && te.RetryAfter > retry {
-		retry = te.RetryAfter
-	}
-	m.setFailure(key, m.now().Add(retry))
-	m.log.LogAttrs(ctx, slog.LevelWarn, "refresh failed", slog.Any("session", t), slog.Duration("retry_after", retry), slog.Any("error", cause))
-	err := &UnavailableError{RetryAfter: retry, Err: cause}
-	if Classify(rec.AccessExpiry, m.now(), m.ahead) != Expired {
-		return outcome{tok: AccessToken{Value: rec.AccessToken, Expiry: rec.AccessExpiry}, err: err, fallback: true}
+// fallback hands out rec's access token of target along with err while
+// the token is still valid, and only err once it has expired.
+func (e *engine) fallback(rec *Record, target string, err *UnavailableError) outcome {
+	if classify(rec.held(target).expiry, e.rs.now(), e.ahead) != tokenExpired {
+		return outcome{tok: e.answer(rec, target, false), err: err, fallback: true}
 	}
 	return outcome{err: err}
 }
 
-// newOwner returns a random lock owner token.
-func newOwner() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("session: lock owner: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
+// saveMargin is how long before the lock lapses the token endpoint call is
+// given up, leaving time to save its result under the lock.
+func (e *engine) saveMargin() time.Duration {
+	return min(maxSaveMargin, (e.lockTTL-e.refreshTimeout)/2)
 }
 
-// backingOff reports whether the session's refresh backoff is running and
-// until when.
-func (m *Manager) backingOff(key string, now time.Time) (time.Time, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	until, ok := m.failures[key]
-	if !ok {
-		return time.Time{}, false
-	}
-	if !now.Before(until) {
-		delete(m.failures, key)
-		return time.Time{}, false
-	}
-	return until, true
-}
+// callBudget is the longest a token endpoint call may run.
+func (e *engine) callBudget() time.Duration { return e.lockTTL - e.saveMargin() }
 
-func (m *Manager) setFailure(key string, until time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.failures) >= maxTracked {
-		now := m.now()
-		for k, u := range m.failures {
-			if !now.Before(u) {
-				delete(m.failures, k)
-			}
-		}
-		// Still full: drop one at random (map order). Losing a backoff
-		// costs one early retry, not correctness.
-		for k := range m.failures {
-			if len(m.failures) < maxTracked {
-				break
-			}
-			delete(m.failures, k)
-		}
+// abandoned reports whether attempt a has outrun the call budget at now: its
+// maker died, or gave up and left the lock to lapse. A waiter then stops
+// waiting; retry is when the maker's lock lapses.
+func (e *engine) abandoned(a Attempt, now time.Time) (retry time.Duration, gone bool) {
+	if a.IsZero() || now.Before(a.Since.Add(e.callBudget())) {
+		return 0, false
 	}
-	m.failures[key] = until
-}
-
-func (m *Manager) clearFailure(key string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.failures, key)
-}
-
-func (m *Manager) setPending(key string, p pendingSave) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for k := range m.pending {
-		if len(m.pending) < maxTracked {
-			break
-		}
-		delete(m.pending, k)
-	}
-	m.pending[key] = p
-}
-
-// takePending returns and forgets the pending save of key when the store
-// still holds the refresh token it replaced. A pending save whose old token
-// is no longer stored is obsolete and dropped.
-func (m *Manager) takePending(key string, stored secret.String) (pendingSave, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.pending[key]
-	if !ok {
-		return pendingSave{}, false
-	}
-	delete(m.pending, key)
-	return p, p.oldRefresh == sha256.Sum256([]byte(stored.Reveal()))
+	return max(a.Since.Add(e.lockTTL).Sub(now), retrySoon), true
 }
 
 // forget drops the per-session state of an ended session.
-func (m *Manager) forget(key string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.failures, key)
-	delete(m.pending, key)
+func (e *engine) forget(key string) {
+	e.pending.forget(key)
+	e.exchanges.forget(key)
+}
+
+// maxPending bounds the pending saves kept.
+const maxPending = 10000
+
+// pendingSave is a refresh whose result the store did not take: the
+// provider has rotated oldRefresh away, so the next flight saves rec instead
+// of sending oldRefresh again.
+type pendingSave struct {
+	oldRefresh [attemptDigestSize]byte
+	rec        Record
+}
+
+// pendingSaves holds, per session key, refreshed tokens the store did not
+// take, so a rotated-away refresh token is never sent again from this
+// process. Its zero value is empty and ready; it is safe for concurrent use.
+type pendingSaves struct {
+	mu sync.Mutex // guards m
+	m  map[string]pendingSave
+}
+
+// set keeps p for key, dropping others when maxPending are kept.
+func (ps *pendingSaves) set(key string, p pendingSave) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.m == nil {
+		ps.m = make(map[string]pendingSave)
+	}
+	for k := range ps.m {
+		if len(ps.m) < maxPending {
+			break
+		}
+		delete(ps.m, k)
+	}
+	ps.m[key] = p
+}
+
+// take returns and forgets the pending save of key when the store still
+// holds the refresh token it replaced. A pending save whose old token is no
+// longer stored is obsolete and dropped.
+func (ps *pendingSaves) take(key string, stored secret.String) (pendingSave, bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, ok := ps.m[key]
+	if !ok {
+		return pendingSave{}, false
+	}
+	delete(ps.m, key)
+	return p, p.oldRefresh == digestToken(stored)
+}
+
+// forget drops the pending save of key.
+func (ps *pendingSaves) forget(key string) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.m, key)
 }

@@ -18,16 +18,19 @@ import (
 //
 //	version (1 byte) || nonce (12 bytes) || AES-256-GCM(payload)
 //
-// with the store key (and the version byte) as additional data, so a sealed
-// value opens only under the key it was written to. payload is one byte
-// saying how the encoded record follows — raw (0) or DEFLATE (1), whichever
+// with the version byte and, for a record, its store key as additional
+// data, so a sealed record opens only under the key it was written to (a
+// login state, which lives in a cookie, has the fixed label loginAD
+// instead). payload is one byte saying how the encoded record follows — raw (0) or DEFLATE (1), whichever
 // is shorter — and the encoded bytes.
 //
 // A session record's AES key is HKDF-SHA256 with the ticket's per-session key
 // as input keying material and the server secret as salt: the store (which
 // sees neither) and the server secret alone (which lacks the per-session key)
 // both fail to open it. A login state's key comes from the server secret
-// alone, since no cookie exists yet when it is written.
+// alone (HKDF info loginInfo, so it is never a record key): the browser
+// holds the sealed state in its login-binding cookie until the provider
+// sends it back, and only tokenrelay can open or forge one.
 //
 // Compressing before encrypting leaks the plaintext length. The only
 // attacker-influenced bytes in a record are identity claims, and the sealed
@@ -36,18 +39,28 @@ import (
 const (
 	sealVersion  = 1
 	sessionInfo  = "tokenrelay session v1"
-	stateInfo    = "tokenrelay login state v1"
+	loginInfo    = "tokenrelay login binding cookie v1"
+	adminInfo    = "tokenrelay admin entry v1"
+	loginAD      = "login-binding"
+	clientInfo   = "tokenrelay client token v1"
 	payloadRaw   = 0
 	payloadFlate = 1
 	nonceSize    = 12
 	maxPlaintext = 64 << 10 // bound on an inflated payload
-	// compressAbove: records up to this size are stored raw. Inflating
-	// costs more CPU on every request than the rest of opening a record,
-	// and a typical OIDC session (two JWTs, a refresh token, a few claims)
-	// fits the 2 KiB budget raw; larger ones are deflated when that helps.
-	compressAbove = 1792
-	minSecretSize = 32
+	// compressAbove: records up to this size are stored raw; larger ones
+	// are deflated when that makes them shorter. A typical OIDC session
+	// (two JWTs, a refresh token, a few claims: 1.6 KB encoded) shrinks
+	// by about a quarter, which keeps a session with its back-channel
+	// indexes within the 2 KiB of Redis a session may use. Inflating costs
+	// CPU, but only when a replica opens a record it has not opened before
+	// (after a login or a refresh): the request path reuses what it opened
+	// (see openedRecords).
+	compressAbove = 256
 )
+
+// MinSecretBytes is the shortest server secret (and previous secret) a
+// Manager accepts.
+const MinSecretBytes = 32
 
 // errOpen is the one error for every sealed value that does not open:
 // wrong key, wrong secret, moved, tampered, truncated, unknown version.
@@ -59,8 +72,14 @@ type sealer struct {
 	// secrets are the server secrets, current first, then previous ones
 	// (rotation): sealing uses the first, opening tries each in order.
 	secrets [][]byte
-	// stateAEADs are the login-state ciphers, one per secret, same order.
-	stateAEADs []cipher.AEAD
+	// loginAEADs are the login-state ciphers, one per secret, same order.
+	loginAEADs []cipher.AEAD
+	// clientAEADs seal tokenrelay's own (client credentials) tokens, one
+	// per secret, same order.
+	clientAEADs []cipher.AEAD
+	// adminAEADs seal admin entries (admin.go), one per secret, same
+	// order.
+	adminAEADs []cipher.AEAD
 
 	// Pools of DEFLATE writers and readers: each holds tens to hundreds of
 	// KiB of window and tables, too much to allocate for every request.
@@ -71,21 +90,37 @@ type sealer struct {
 func newSealer(current []byte, previous [][]byte) (*sealer, error) {
 	s := &sealer{}
 	for i, sec := range append([][]byte{current}, previous...) {
-		if len(sec) < minSecretSize {
-			return nil, fmt.Errorf("session: server secret %d is %d bytes, need at least %d", i, len(sec), minSecretSize)
+		if len(sec) < MinSecretBytes {
+			return nil, fmt.Errorf("session: server secret %d is %d bytes, need at least %d", i, len(sec), MinSecretBytes)
 		}
-		key, err := hkdf.Key(sha256.New, sec, nil, stateInfo, 32)
+		login, err := secretAEAD(sec, loginInfo)
 		if err != nil {
-			return nil, fmt.Errorf("session: derive state key: %w", err)
+			return nil, err
 		}
-		aead, err := newAEAD(key)
+		client, err := secretAEAD(sec, clientInfo)
+		if err != nil {
+			return nil, err
+		}
+		admin, err := secretAEAD(sec, adminInfo)
 		if err != nil {
 			return nil, err
 		}
 		s.secrets = append(s.secrets, bytes.Clone(sec))
-		s.stateAEADs = append(s.stateAEADs, aead)
+		s.loginAEADs = append(s.loginAEADs, login)
+		s.clientAEADs = append(s.clientAEADs, client)
+		s.adminAEADs = append(s.adminAEADs, admin)
 	}
 	return s, nil
+}
+
+// secretAEAD is a cipher whose key HKDF derives from the server secret
+// alone, under info.
+func secretAEAD(sec []byte, info string) (cipher.AEAD, error) {
+	key, err := hkdf.Key(sha256.New, sec, nil, info, 32)
+	if err != nil {
+		return nil, fmt.Errorf("session: derive %s key: %w", info, err)
+	}
+	return newAEAD(key)
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -150,13 +185,16 @@ func (s *sealer) openRecordClaims(t Ticket, storeKey string, data []byte, withCl
 	return nil, errOpen
 }
 
-func (s *sealer) sealState(storeKey string, st *LoginState) ([]byte, error) {
-	return s.seal(s.stateAEADs[0], storeKey, encodeState(st))
+// sealLogin seals a login state for its binding cookie.
+func (s *sealer) sealLogin(st *LoginState) ([]byte, error) {
+	return s.seal(s.loginAEADs[0], loginAD, encodeState(st))
 }
 
-func (s *sealer) openState(storeKey string, data []byte) (*LoginState, error) {
-	for _, aead := range s.stateAEADs {
-		plain, err := s.open(aead, storeKey, data)
+// openLogin reverses sealLogin, trying the current secret, then the
+// previous ones. Every failure is errOpen.
+func (s *sealer) openLogin(data []byte) (*LoginState, error) {
+	for _, aead := range s.loginAEADs {
+		plain, err := s.open(aead, loginAD, data)
 		if err != nil {
 			continue
 		}
@@ -169,6 +207,24 @@ func (s *sealer) openState(storeKey string, data []byte) (*LoginState, error) {
 	return nil, errOpen
 }
 
+// sealClient seals tokenrelay's own token for its store key.
+func (s *sealer) sealClient(storeKey string, encoded []byte) ([]byte, error) {
+	return s.seal(s.clientAEADs[0], storeKey, encoded)
+}
+
+// openClient reverses sealClient, trying the current secret, then the
+// previous ones. Every failure is errOpen.
+func (s *sealer) openClient(storeKey string, data []byte) ([]byte, error) {
+	for _, aead := range s.clientAEADs {
+		if plain, err := s.open(aead, storeKey, data); err == nil {
+			return plain, nil
+		}
+	}
+	return nil, errOpen
+}
+
+// additionalData binds a sealed value to where it lives: a record's store
+// key, or loginAD for a login state.
 func additionalData(storeKey string) []byte {
 	return append([]byte{sealVersion}, storeKey...)
 }

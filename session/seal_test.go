@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -219,14 +220,16 @@ func TestSecretRotation(t *testing.T) {
 	}
 
 	st := &LoginState{State: "s", Nonce: "n", Verifier: "v", ReturnTo: "/x", CreatedAt: testEpoch}
-	sk := stateKey(st.State)
-	oldState, err := mustSealer(t, old).sealState(sk, st)
+	oldState, err := mustSealer(t, old).sealLogin(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gotSt, err := rotated.openState(sk, oldState)
-	if err != nil || *gotSt != *st {
-		t.Errorf("openState after rotation = %+v, %v; want %+v", gotSt, err, st)
+	gotSt, err := rotated.openLogin(oldState)
+	if err != nil || !reflect.DeepEqual(*gotSt, *st) {
+		t.Errorf("openLogin after rotation = %+v, %v; want %+v", gotSt, err, st)
+	}
+	if _, err := mustSealer(t, cur).openLogin(oldState); !errors.Is(err, errOpen) {
+		t.Errorf("without the previous secret an old login state opened: %v", err)
 	}
 }
 
@@ -246,23 +249,48 @@ func TestNewSealerRejectsShortSecrets(t *testing.T) {
 	}
 }
 
-func TestSealState(t *testing.T) {
+// TestSealLogin: a login state sealed for its cookie opens to exactly what
+// was sealed, shows none of it, and fails closed on every single-bit
+// change, on truncation and under a key that is not the login key (another
+// secret, or the same secret's record key).
+func TestSealLogin(t *testing.T) {
 	s := mustSealer(t, testSecret)
 	st := &LoginState{State: "state-1", Nonce: "nonce", Verifier: "verifier", ReturnTo: "/app?x=1", CreatedAt: testEpoch}
-	key := stateKey(st.State)
-	data, err := s.sealState(key, st)
+	data, err := s.sealLogin(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.openState(key, data)
-	if err != nil || *got != *st {
-		t.Fatalf("openState = %+v, %v; want %+v", got, err, st)
+	got, err := s.openLogin(data)
+	if err != nil || !reflect.DeepEqual(*got, *st) {
+		t.Fatalf("openLogin = %+v, %v; want %+v", got, err, st)
 	}
-	if _, err := s.openState(stateKey("state-2"), data); !errors.Is(err, errOpen) {
-		t.Errorf("state opened under another key: %v", err)
-	}
-	if bytes.Contains(data, []byte("verifier")) || bytes.Contains(data, []byte("/app")) {
+	if bytes.Contains(data, []byte("verifier")) || bytes.Contains(data, []byte("/app")) || bytes.Contains(data, []byte("state-1")) {
 		t.Errorf("sealed state shows its contents")
+	}
+	for i := range len(data) * 8 {
+		bad := bytes.Clone(data)
+		bad[i/8] ^= 1 << (i % 8)
+		if _, err := s.openLogin(bad); !errors.Is(err, errOpen) {
+			t.Fatalf("bit %d flipped: openLogin = %v, want errOpen", i, err)
+		}
+	}
+	for n := range len(data) {
+		if _, err := s.openLogin(data[:n]); !errors.Is(err, errOpen) {
+			t.Fatalf("truncated to %d bytes: openLogin = %v, want errOpen", n, err)
+		}
+	}
+	other := bytes.Repeat([]byte{0x42}, 32)
+	if _, err := mustSealer(t, other).openLogin(data); !errors.Is(err, errOpen) {
+		t.Errorf("another secret opened the login state: %v", err)
+	}
+	// The record key of any ticket under the same secret is another key.
+	tk := Ticket{}
+	aead, err := s.sessionAEAD(tk, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.open(aead, loginAD, data); !errors.Is(err, errOpen) {
+		t.Errorf("a record key opened the login state: %v", err)
 	}
 }
 

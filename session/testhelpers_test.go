@@ -11,17 +11,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tokenrelay/tokenrelay/idp"
-	"github.com/tokenrelay/tokenrelay/secret"
 )
 
-// testEpoch is where manual clocks start.
+// testEpoch is a fixed instant for records and login states, and where
+// manual clocks start.
 var testEpoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// manualClock is a clock tests move by hand. Safe for concurrent use.
+// manualClock is a clock tests move by hand, for the tests that run
+// against a real redis-server: a testing/synctest bubble cannot hold their
+// network I/O, so they cannot use its fake time. Every other time-based
+// test uses synctest. Safe for concurrent use.
 type manualClock struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards t
 	t  time.Time
 }
 
@@ -37,75 +38,6 @@ func (c *manualClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
-}
-
-// singleUseIdP is a token endpoint whose refresh tokens work once, like a
-// provider with refresh token rotation. It counts every call, and every
-// presentation of a refresh token it already exchanged (a reuse: what the
-// engine must never do). A call answered by the before hook spends nothing.
-// Safe for concurrent use.
-type singleUseIdP struct {
-	now  func() time.Time
-	life time.Duration
-
-	mu     sync.Mutex
-	live   map[secret.String]bool
-	spent  map[secret.String]bool
-	reused int
-	calls  int
-	issued int
-	// before, when set, runs first on every call (outside mu); a non-nil
-	// token or error it returns is the answer.
-	before func(ctx context.Context, rt secret.String) (*idp.Token, error)
-}
-
-func newSingleUseIdP(now func() time.Time, life time.Duration) *singleUseIdP {
-	return &singleUseIdP{now: now, life: life, live: map[secret.String]bool{}, spent: map[secret.String]bool{}}
-}
-
-// grant issues a first token pair, as a login would.
-func (p *singleUseIdP) grant() (at, rt secret.String, exp time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.issueLocked()
-}
-
-func (p *singleUseIdP) issueLocked() (at, rt secret.String, exp time.Time) {
-	p.issued++
-	at = secret.String(fmt.Sprintf("at-%d", p.issued))
-	rt = secret.String(fmt.Sprintf("rt-%d", p.issued))
-	p.live[rt] = true
-	return at, rt, p.now().Add(p.life)
-}
-
-func (p *singleUseIdP) Refresh(ctx context.Context, rt secret.String) (*idp.Token, error) {
-	p.mu.Lock()
-	p.calls++
-	if p.spent[rt] {
-		p.reused++
-	}
-	before := p.before
-	p.mu.Unlock()
-	if before != nil {
-		if tok, err := before(ctx, rt); tok != nil || err != nil {
-			return tok, err
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.live[rt] {
-		return nil, &idp.TokenError{Code: "invalid_grant", Status: 400, Dead: true}
-	}
-	delete(p.live, rt)
-	p.spent[rt] = true
-	at, nrt, exp := p.issueLocked()
-	return &idp.Token{AccessToken: at, RefreshToken: nrt, TokenType: "Bearer", Expiry: exp}, nil
-}
-
-func (p *singleUseIdP) stats() (calls, reused int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.calls, p.reused
 }
 
 // faultyBackend wraps a Backend, counts calls per operation, and fails the
@@ -199,18 +131,18 @@ func (f *faultyBackend) Unlock(ctx context.Context, key, owner string) error {
 	return f.Backend.Unlock(ctx, key, owner)
 }
 
-func (f *faultyBackend) PutState(ctx context.Context, key string, data []byte, ttl time.Duration) error {
-	if err := f.op(opPutState); err != nil {
-		return err
+func (f *faultyBackend) Claimed(ctx context.Context, key string) (bool, error) {
+	if err := f.op(opClaim); err != nil {
+		return false, err
 	}
-	return f.Backend.PutState(ctx, key, data, ttl)
+	return f.Backend.Claimed(ctx, key)
 }
 
-func (f *faultyBackend) TakeState(ctx context.Context, key string) ([]byte, error) {
-	if err := f.op(opTakeState); err != nil {
-		return nil, err
+func (f *faultyBackend) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := f.op(opClaim); err != nil {
+		return false, err
 	}
-	return f.Backend.TakeState(ctx, key)
+	return f.Backend.Claim(ctx, key, ttl)
 }
 
 func (f *faultyBackend) AddToIndex(ctx context.Context, index, member string, ttl time.Duration) error {
@@ -249,18 +181,22 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef")
 func newTestManager(t testing.TB, b Backend, now func() time.Time, r Refresher, edit func(*ManagerOptions)) *Manager {
 	t.Helper()
 	opts := ManagerOptions{
-		Backend:        b,
-		Secret:         testSecret,
-		Refresher:      r,
-		Issuer:         "https://issuer.example",
-		Now:            now,
-		Registerer:     prometheus.NewRegistry(),
-		IdleTimeout:    time.Hour,
-		MaxLifetime:    24 * time.Hour,
-		LoginStateTTL:  10 * time.Minute,
-		RefreshAhead:   time.Minute,
-		RefreshTimeout: 10 * time.Second,
-		FailureBackoff: 5 * time.Second,
+		Backend:    b,
+		Secret:     testSecret,
+		Refresher:  r,
+		Issuer:     "https://issuer.example",
+		Now:        now,
+		Registerer: prometheus.NewRegistry(),
+		LifetimeOptions: LifetimeOptions{
+			IdleTimeout:   time.Hour,
+			MaxLifetime:   24 * time.Hour,
+			LoginStateTTL: 10 * time.Minute,
+		},
+		RefreshOptions: RefreshOptions{
+			Ahead:          time.Minute,
+			Timeout:        10 * time.Second,
+			FailureBackoff: 5 * time.Second,
+		},
 	}
 	if edit != nil {
 		edit(&opts)

@@ -1,76 +1,143 @@
-package session
+// Package storetest is the conformance suite every session store passes:
+// one set of behaviours of the storage.Backend contract (compare-and-set
+// writes, expiry, the refresh lock, one-time claims, the back-channel
+// indexes, under concurrency), run against the memory store and the Redis
+// store (standalone and Cluster) alike, so that a third store gets it by
+// calling Run.
+package storetest
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/tokenrelay/tokenrelay/session/storage"
 )
 
-// The store conformance suite: one set of behaviours every Backend must
-// have, run against MemoryStore here and against RedisStore (standalone and
-// Cluster) in redis_test.go.
+// Backend, ErrNotFound and ErrConflict are the contract under test.
+type Backend = storage.Backend
 
-// confShortTTL is the ttl of items a test waits to see expire. On Redis it
-// is real time, so it is long enough that the writes a test makes right
-// after a create (a Touch, a second AddToIndex) land well before it.
+var (
+	ErrNotFound = storage.ErrNotFound
+	ErrConflict = storage.ErrConflict
+)
+
+// confShortTTL is the ttl of items a test waits to see expire. On a store
+// with real time it is long enough that the writes a test makes right after
+// a create (a Touch, a second AddToIndex) land well before it.
 const confShortTTL = 400 * time.Millisecond
 
-// confExpiryGrace bounds how long after its ttl a real backend may take to
-// show an item as expired before the test fails.
+// confExpiryGrace bounds how long after its ttl a store on real time may
+// take to show an item as expired before the test fails.
 const confExpiryGrace = 10 * time.Second
 
-// confClockAdvancer is implemented by backends under test whose time is an
-// injected fake clock: the suite moves the clock instead of waiting.
-type confClockAdvancer interface {
-	advance(d time.Duration)
+// Option changes how Run runs the suite.
+type Option func(*suite)
+
+// FakeTime runs every test of the suite in a testing/synctest bubble, with
+// its backend built inside it: a store whose expiry follows time.Now (the
+// memory store) then sees time jump past each ttl at once, instead of the
+// test waiting for it. A store on another clock (Redis's) must not use it.
+func FakeTime() Option { return func(s *suite) { s.fakeTime = true } }
+
+type suite struct {
+	fakeTime bool
 }
 
-// confClock is a fake clock for MemoryStore.
-type confClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
+// Run runs the conformance suite, each behaviour in a parallel subtest of
+// its own. newBackend returns a backend whose key space is that subtest's
+// alone (an empty store, or a fresh key prefix); the suite writes keys
+// shaped like the session manager's (SessionKey, LockKey).
+func Run(t *testing.T, newBackend func(t *testing.T) Backend, opts ...Option) {
+	var s suite
+	for _, o := range opts {
+		o(&s)
+	}
+	tests := []struct {
+		name string
+		run  func(t *testing.T, b Backend)
+	}{
+		{"MissingKeys", confMissingKeys},
+		{"CreateGet", confCreateGet},
+		{"CreateTaken", confCreateTaken},
+		{"Update", confUpdate},
+		{"Touch", confTouch},
+		{"Delete", confDelete},
+		{"BadTTL", confBadTTL},
+		{"EntryExpires", confEntryExpires},
+		{"LongLivedEntry", confLongLivedEntry},
+		{"ConcurrentCreate", confConcurrentCreate},
+		{"ConcurrentUpdate", confConcurrentUpdate},
+		{"Lock", confLock},
+		{"ConcurrentLock", confConcurrentLock},
+		{"LockReader", confLockReader},
+		{"LockExpires", confLockExpires},
+		{"Claim", confClaim},
+		{"ConcurrentClaim", confConcurrentClaim},
+		{"ClaimExpires", confClaimExpires},
+		{"Index", confIndex},
+		{"IndexTTLNeverShortened", confIndexTTL},
+		{"Ping", confPing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if !s.fakeTime {
+				tt.run(t, newBackend(t))
+				return
+			}
+			synctest.Test(t, func(t *testing.T) { tt.run(t, bubbled{newBackend(t)}) })
+		})
+	}
 }
 
-func (c *confClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
+// SessionKey returns a fresh key shaped like the key of a session record
+// the manager writes: "s:{hash}", whose hash tag a Redis Cluster uses to
+// place it.
+func SessionKey(t *testing.T) string {
+	t.Helper()
+	return "s:{" + hashOf(fmt.Sprint(confID(t))) + "}"
 }
 
-func (c *confClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// LockKey returns the key of the refresh lock of the session whose key
+// SessionKey returned: "l:{hash}", with the same hash tag, so a Cluster
+// keeps a session and its lock in one slot.
+func LockKey(sessionKey string) string { return "l:" + sessionKey[len("s:"):] }
+
+// claimKey and indexKey are shaped like the manager's used-login claims and
+// back-channel indexes.
+func claimKey(s string) string { return "us:" + hashOf(s) }
+func indexKey(kind, issuer, value string) string {
+	return "ix:" + kind + ":" + hashOf(issuer+"\x00"+value)
 }
 
-// memoryUnderTest is a MemoryStore on a fake clock the suite can move.
-type memoryUnderTest struct {
-	*MemoryStore
-	*confClock
+func hashOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-func TestMemoryStoreConformance(t *testing.T) {
-	testBackend(t, func(t *testing.T) Backend {
-		clock := &confClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-		return memoryUnderTest{NewMemoryStore(clock.now), clock}
-	})
-}
+// bubbled marks a backend built in a synctest bubble (FakeTime).
+type bubbled struct{ Backend }
 
-// afterExpiry lets d pass for b, then requires cond: a fake clock is moved
-// past d and cond must hold at once; on a real backend cond is polled until
-// it holds, failing the test when d+confExpiryGrace has passed.
+// afterExpiry lets d pass for b, then requires cond. In a synctest bubble
+// (FakeTime) time jumps past d and cond must hold at once; on real time
+// cond is polled until it holds, failing the test when d+confExpiryGrace
+// has passed.
 func afterExpiry(t *testing.T, b Backend, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	if a, ok := b.(confClockAdvancer); ok {
-		a.advance(d + time.Millisecond)
+	if _, ok := b.(bubbled); ok {
+		time.Sleep(d + time.Millisecond)
 		if !cond() {
-			t.Fatalf("%s: not so after the clock moved %s", what, d)
+			t.Fatalf("%s: not so once %s had passed", what, d)
 		}
 		return
 	}
@@ -85,7 +152,7 @@ func afterExpiry(t *testing.T, b Backend, d time.Duration, what string, cond fun
 	}
 }
 
-// confID returns a fresh random session id.
+// confID returns a fresh random id.
 func confID(t *testing.T) [16]byte {
 	t.Helper()
 	var id [16]byte
@@ -95,9 +162,9 @@ func confID(t *testing.T) [16]byte {
 	return id
 }
 
-// confBlob is a record-sized binary blob holding every byte value,
-// including the ':' RedisStore uses as its version separator.
-func confBlob(t *testing.T, n int) []byte {
+// Blob returns a record-sized binary blob of n bytes holding every byte
+// value, including the ':' the Redis store uses as its version separator.
+func Blob(t *testing.T, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -136,45 +203,9 @@ func confRace[T any](n int, f func(i int) (T, error)) ([]T, []error) {
 	return results, errs
 }
 
-// testBackend runs the conformance suite. newBackend returns a backend
-// whose key space is the calling test's alone (an empty store or a fresh
-// key prefix).
-func testBackend(t *testing.T, newBackend func(t *testing.T) Backend) {
-	tests := []struct {
-		name string
-		run  func(t *testing.T, b Backend)
-	}{
-		{"MissingKeys", confMissingKeys},
-		{"CreateGet", confCreateGet},
-		{"CreateTaken", confCreateTaken},
-		{"Update", confUpdate},
-		{"Touch", confTouch},
-		{"Delete", confDelete},
-		{"BadTTL", confBadTTL},
-		{"EntryExpires", confEntryExpires},
-		{"ConcurrentCreate", confConcurrentCreate},
-		{"ConcurrentUpdate", confConcurrentUpdate},
-		{"Lock", confLock},
-		{"ConcurrentLock", confConcurrentLock},
-		{"LockExpires", confLockExpires},
-		{"State", confState},
-		{"ConcurrentTakeState", confConcurrentTakeState},
-		{"StateExpires", confStateExpires},
-		{"Index", confIndex},
-		{"IndexTTLNeverShortened", confIndexTTL},
-		{"Ping", confPing},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			tt.run(t, newBackend(t))
-		})
-	}
-}
-
 func confMissingKeys(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := sessionKey(confID(t))
+	key := SessionKey(t)
 	tests := []struct {
 		op   string
 		call func() error
@@ -184,11 +215,16 @@ func confMissingKeys(t *testing.T, b Backend) {
 		{"Update", func() error { _, err := b.Update(ctx, key, 1, []byte("x"), time.Hour); return err }, ErrNotFound},
 		{"Touch", func() error { return b.Touch(ctx, key, time.Hour) }, ErrNotFound},
 		{"Delete", func() error { return b.Delete(ctx, key) }, nil},
-		{"Unlock", func() error { return b.Unlock(ctx, lockKeyFor(key), "nobody") }, nil},
-		{"TakeState", func() error { _, err := b.TakeState(ctx, stateKey("missing")); return err }, ErrNotFound},
-		{"RemoveFromIndex", func() error { return b.RemoveFromIndex(ctx, sidIndexKey("iss", "missing"), "a") }, nil},
+		{"Unlock", func() error { return b.Unlock(ctx, LockKey(key), "nobody") }, nil},
+		{"Claimed", func() error {
+			if used, err := b.Claimed(ctx, claimKey(fmt.Sprint(confID(t)))); used || err != nil {
+				return fmt.Errorf("claimed %v, %w", used, err)
+			}
+			return nil
+		}, nil},
+		{"RemoveFromIndex", func() error { return b.RemoveFromIndex(ctx, indexKey("sid", "iss", "missing"), "a") }, nil},
 		{"IndexMembers", func() error {
-			got, err := b.IndexMembers(ctx, sidIndexKey("iss", "missing"))
+			got, err := b.IndexMembers(ctx, indexKey("sid", "iss", "missing"))
 			if len(got) != 0 {
 				return fmt.Errorf("members %q", got)
 			}
@@ -208,13 +244,13 @@ func confCreateGet(t *testing.T, b Backend) {
 		name string
 		data []byte
 	}{
-		{"record-sized binary", confBlob(t, 1843)},
+		{"record-sized binary", Blob(t, 1843)},
 		{"separator first", []byte(":1:2:")},
 		{"digits", []byte("12345")},
 		{"empty", []byte{}},
 	}
 	for _, tt := range tests {
-		key := sessionKey(confID(t))
+		key := SessionKey(t)
 		in := slices.Clone(tt.data)
 		if err := b.Create(ctx, key, in, time.Hour); err != nil {
 			t.Fatalf("%s: Create: %v", tt.name, err)
@@ -234,9 +270,51 @@ func confCreateGet(t *testing.T, b Backend) {
 	}
 }
 
+// LongTTL is the ttl of an entry that should outlive every session (the
+// manager's KeyStore writes one for shared signing keys): ten years.
+const LongTTL = 10 * 365 * 24 * time.Hour
+
+// SharedKey returns a fresh key shaped like a KeyStore entry's, "k:<name>":
+// no hash tag, a name rather than a hash.
+func SharedKey(t *testing.T) string {
+	t.Helper()
+	return fmt.Sprintf("k:identity-assertion-keys-%d", confID(t))
+}
+
+// confLongLivedEntry pins what the manager's KeyStore relies on: an entry
+// under a plain name, created and updated with compare-and-set and a ttl of
+// ten years, keeps that ttl and its versions like any session entry.
+func confLongLivedEntry(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := SharedKey(t)
+	if err := b.Create(ctx, key, []byte("ring-1"), LongTTL); err != nil {
+		t.Fatalf("Create with a ttl of %s: %v", LongTTL, err)
+	}
+	got, err := b.Get(ctx, key)
+	if err != nil || string(got.Data) != "ring-1" || got.Version != 1 {
+		t.Fatalf("Get = %q v%d, %v; want \"ring-1\" v1", got.Data, got.Version, err)
+	}
+	wantTTL(t, "Get after Create", got.TTL, LongTTL)
+	if err := b.Create(ctx, key, []byte("other"), LongTTL); !errors.Is(err, ErrConflict) {
+		t.Errorf("second Create = %v, want ErrConflict", err)
+	}
+	v, err := b.Update(ctx, key, 1, []byte("ring-2"), LongTTL)
+	if err != nil || v != 2 {
+		t.Fatalf("Update = %d, %v; want 2", v, err)
+	}
+	if _, err := b.Update(ctx, key, 1, []byte("stale"), LongTTL); !errors.Is(err, ErrConflict) {
+		t.Errorf("Update of a stale version = %v, want ErrConflict", err)
+	}
+	got, err = b.Get(ctx, key)
+	if err != nil || string(got.Data) != "ring-2" || got.Version != 2 {
+		t.Fatalf("Get after Update = %q v%d, %v; want \"ring-2\" v2", got.Data, got.Version, err)
+	}
+	wantTTL(t, "Get after Update", got.TTL, LongTTL)
+}
+
 func confCreateTaken(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := sessionKey(confID(t))
+	key := SessionKey(t)
 	if err := b.Create(ctx, key, []byte("first"), time.Hour); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -252,7 +330,7 @@ func confCreateTaken(t *testing.T, b Backend) {
 
 func confUpdate(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := sessionKey(confID(t))
+	key := SessionKey(t)
 	if err := b.Create(ctx, key, []byte("v1"), time.Hour); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -295,7 +373,7 @@ func confUpdate(t *testing.T, b Backend) {
 
 func confTouch(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := sessionKey(confID(t))
+	key := SessionKey(t)
 	if err := b.Create(ctx, key, []byte("data"), time.Hour); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -313,7 +391,7 @@ func confTouch(t *testing.T, b Backend) {
 
 func confDelete(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key, other := sessionKey(confID(t)), sessionKey(confID(t))
+	key, other := SessionKey(t), SessionKey(t)
 	for _, k := range []string{key, other} {
 		if err := b.Create(ctx, k, []byte("data"), time.Hour); err != nil {
 			t.Fatalf("Create: %v", err)
@@ -342,7 +420,7 @@ func confDelete(t *testing.T, b Backend) {
 
 func confBadTTL(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := sessionKey(confID(t))
+	key := SessionKey(t)
 	if err := b.Create(ctx, key, []byte("data"), time.Hour); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -351,12 +429,12 @@ func confBadTTL(t *testing.T, b Backend) {
 			op  string
 			err error
 		}{
-			{"Create", b.Create(ctx, sessionKey(confID(t)), []byte("x"), ttl)},
+			{"Create", b.Create(ctx, SessionKey(t), []byte("x"), ttl)},
 			{"Update", func() error { _, err := b.Update(ctx, key, 1, []byte("x"), ttl); return err }()},
 			{"Touch", b.Touch(ctx, key, ttl)},
-			{"TryLock", func() error { _, err := b.TryLock(ctx, lockKeyFor(key), "o", ttl); return err }()},
-			{"PutState", b.PutState(ctx, stateKey("s"), []byte("x"), ttl)},
-			{"AddToIndex", b.AddToIndex(ctx, sidIndexKey("iss", "sid"), key, ttl)},
+			{"TryLock", func() error { _, err := b.TryLock(ctx, LockKey(key), "o", ttl); return err }()},
+			{"Claim", func() error { _, err := b.Claim(ctx, claimKey(fmt.Sprint(confID(t))), ttl); return err }()},
+			{"AddToIndex", b.AddToIndex(ctx, indexKey("sid", "iss", "sid"), key, ttl)},
 		}
 		for _, c := range calls {
 			if c.err == nil || errors.Is(c.err, ErrNotFound) || errors.Is(c.err, ErrConflict) {
@@ -368,14 +446,14 @@ func confBadTTL(t *testing.T, b Backend) {
 	if e, err := b.Get(ctx, key); err != nil || e.Version != 1 || string(e.Data) != "data" {
 		t.Errorf("Get = %q v%d, %v; want \"data\" v1", e.Data, e.Version, err)
 	}
-	if ok, err := b.TryLock(ctx, lockKeyFor(key), "o", time.Hour); !ok || err != nil {
+	if ok, err := b.TryLock(ctx, LockKey(key), "o", time.Hour); !ok || err != nil {
 		t.Errorf("TryLock after refused TryLock = %v, %v; want true", ok, err)
 	}
 }
 
 func confEntryExpires(t *testing.T, b Backend) {
 	ctx := context.Background()
-	gone, touched, updated := sessionKey(confID(t)), sessionKey(confID(t)), sessionKey(confID(t))
+	gone, touched, updated := SessionKey(t), SessionKey(t), SessionKey(t)
 	for _, k := range []string{gone, touched, updated} {
 		if err := b.Create(ctx, k, []byte("data"), confShortTTL); err != nil {
 			t.Fatalf("Create: %v", err)
@@ -414,7 +492,7 @@ func confEntryExpires(t *testing.T, b Backend) {
 
 func confConcurrentCreate(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := sessionKey(confID(t))
+	key := SessionKey(t)
 	_, errs := confRace(50, func(i int) (struct{}, error) {
 		return struct{}{}, b.Create(ctx, key, fmt.Appendf(nil, "creator %d", i), time.Hour)
 	})
@@ -427,7 +505,7 @@ func confConcurrentCreate(t *testing.T, b Backend) {
 
 func confConcurrentUpdate(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := sessionKey(confID(t))
+	key := SessionKey(t)
 	if err := b.Create(ctx, key, []byte("v1"), time.Hour); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -446,7 +524,7 @@ func confConcurrentUpdate(t *testing.T, b Backend) {
 
 func confLock(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := lockKeyFor(sessionKey(confID(t)))
+	key := LockKey(SessionKey(t))
 	steps := []struct {
 		op    string // "lock" or "unlock"
 		owner string
@@ -482,7 +560,7 @@ func confLock(t *testing.T, b Backend) {
 
 func confConcurrentLock(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := lockKeyFor(sessionKey(confID(t)))
+	key := LockKey(SessionKey(t))
 	got, errs := confRace(50, func(i int) (bool, error) {
 		return b.TryLock(ctx, key, fmt.Sprintf("owner-%d", i), time.Hour)
 	})
@@ -513,9 +591,53 @@ func confConcurrentLock(t *testing.T, b Backend) {
 	}
 }
 
+// confLockReader: a backend that offers TryLockGet takes the lock as
+// TryLock does and reads the entry as Get does, in that order.
+func confLockReader(t *testing.T, b Backend) {
+	inner := b
+	if bb, ok := b.(bubbled); ok {
+		inner = bb.Backend
+	}
+	lr, ok := inner.(storage.LockReader)
+	if !ok {
+		t.Skip("the backend does not offer storage.LockReader")
+	}
+	ctx := context.Background()
+	key := SessionKey(t)
+	lock := LockKey(key)
+	if locked, _, err := lr.TryLockGet(ctx, lock, "alice", time.Hour, key); !locked || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("TryLockGet without an entry = %v, %v; want true, ErrNotFound", locked, err)
+	}
+	data := Blob(t, 300)
+	if err := b.Create(ctx, key, data, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	locked, e, err := lr.TryLockGet(ctx, lock, "bob", time.Hour, key)
+	if locked || err != nil || !bytes.Equal(e.Data, data) || e.Version != 1 {
+		t.Fatalf("TryLockGet of a held lock = %v, v%d, %v; want false and the entry at v1", locked, e.Version, err)
+	}
+	wantTTL(t, "TryLockGet", e.TTL, time.Hour)
+	if err := b.Unlock(ctx, lock, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.Update(ctx, key, 1, data[:10], time.Hour); err != nil || v != 2 {
+		t.Fatalf("Update = %d, %v", v, err)
+	}
+	locked, e, err = lr.TryLockGet(ctx, lock, "bob", time.Hour, key)
+	if !locked || err != nil || !bytes.Equal(e.Data, data[:10]) || e.Version != 2 {
+		t.Fatalf("TryLockGet of a free lock = %v, v%d, %v; want true and the entry at v2", locked, e.Version, err)
+	}
+	if ok, err := b.TryLock(ctx, lock, "carol", time.Hour); ok || err != nil {
+		t.Errorf("TryLock after TryLockGet took it = %v, %v; want false, nil", ok, err)
+	}
+	if _, _, err := lr.TryLockGet(ctx, lock, "bob", 0, key); err == nil {
+		t.Errorf("TryLockGet with ttl 0 = nil error, want one")
+	}
+}
+
 func confLockExpires(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := lockKeyFor(sessionKey(confID(t)))
+	key := LockKey(SessionKey(t))
 	if ok, err := b.TryLock(ctx, key, "ghost", confShortTTL); !ok || err != nil {
 		t.Fatalf("TryLock = %v, %v; want true", ok, err)
 	}
@@ -538,76 +660,81 @@ func confLockExpires(t *testing.T, b Backend) {
 	}
 }
 
-func confState(t *testing.T, b Backend) {
+// confClaim: a claim is recorded once; claiming it again, or another key
+// that hashes nearby, answers what is recorded.
+func confClaim(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := stateKey("state-" + fmt.Sprint(confID(t)))
-	data := confBlob(t, 300)
-	if err := b.PutState(ctx, key, []byte("old"), time.Hour); err != nil {
-		t.Fatalf("PutState: %v", err)
+	key := claimKey("state-" + fmt.Sprint(confID(t)))
+	other := claimKey("other-" + fmt.Sprint(confID(t)))
+	steps := []struct {
+		key  string
+		want bool
+	}{
+		{key, true},
+		{key, false},
+		{other, true},
+		{key, false},
+		{other, false},
 	}
-	if err := b.PutState(ctx, key, data, time.Hour); err != nil {
-		t.Fatalf("PutState overwrite: %v", err)
-	}
-	got, err := b.TakeState(ctx, key)
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("TakeState = %q, %v; want the overwritten data", got, err)
-	}
-	if got, err := b.TakeState(ctx, key); !errors.Is(err, ErrNotFound) {
-		t.Errorf("second TakeState = %q, %v; want ErrNotFound", got, err)
-	}
-}
-
-func confConcurrentTakeState(t *testing.T, b Backend) {
-	ctx := context.Background()
-	key := stateKey("state-" + fmt.Sprint(confID(t)))
-	if err := b.PutState(ctx, key, []byte("once"), time.Hour); err != nil {
-		t.Fatalf("PutState: %v", err)
-	}
-	got, errs := confRace(50, func(int) ([]byte, error) { return b.TakeState(ctx, key) })
-	takers, misses := 0, 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			takers++
-			if string(got[i]) != "once" {
-				t.Errorf("TakeState %d = %q, want \"once\"", i, got[i])
-			}
-		case errors.Is(err, ErrNotFound):
-			misses++
-		default:
-			t.Errorf("TakeState %d: %v", i, err)
+	for i, s := range steps {
+		if used, err := b.Claimed(ctx, s.key); err != nil || used == s.want {
+			t.Fatalf("step %d: Claimed = %v, %v; want %v", i, used, err, !s.want)
+		}
+		if got, err := b.Claim(ctx, s.key, time.Hour); err != nil || got != s.want {
+			t.Fatalf("step %d: Claim = %v, %v; want %v", i, got, err, s.want)
+		}
+		if used, err := b.Claimed(ctx, s.key); err != nil || !used {
+			t.Fatalf("step %d: Claimed after Claim = %v, %v; want true", i, used, err)
 		}
 	}
-	if takers != 1 || misses != 49 {
-		t.Errorf("50 concurrent TakeStates: %d took it, %d ErrNotFound; want 1, 49", takers, misses)
+}
+
+func confConcurrentClaim(t *testing.T, b Backend) {
+	ctx := context.Background()
+	key := claimKey("state-" + fmt.Sprint(confID(t)))
+	got, errs := confRace(50, func(int) (bool, error) { return b.Claim(ctx, key, time.Hour) })
+	winners := 0
+	for i, ok := range got {
+		if errs[i] != nil {
+			t.Errorf("Claim %d: %v", i, errs[i])
+		}
+		if ok {
+			winners++
+		}
+	}
+	if winners != 1 {
+		t.Errorf("50 concurrent Claims: %d recorded it, want 1", winners)
 	}
 }
 
-func confStateExpires(t *testing.T, b Backend) {
+// confClaimExpires: a claim lives its ttl and no longer, so the store holds
+// claims only for login states that could still be presented.
+func confClaimExpires(t *testing.T, b Backend) {
 	ctx := context.Background()
-	key := stateKey("state-" + fmt.Sprint(confID(t)))
-	control := sessionKey(confID(t))
-	if err := b.PutState(ctx, key, []byte("data"), confShortTTL); err != nil {
-		t.Fatalf("PutState: %v", err)
+	key := claimKey("state-" + fmt.Sprint(confID(t)))
+	if ok, err := b.Claim(ctx, key, confShortTTL); !ok || err != nil {
+		t.Fatalf("Claim = %v, %v; want true", ok, err)
 	}
-	// TakeState consumes what it finds, so the test waits on an entry
-	// written after the state with the same ttl, and then takes the state.
-	if err := b.Create(ctx, control, []byte("control"), confShortTTL); err != nil {
-		t.Fatalf("Create: %v", err)
+	if ok, err := b.Claim(ctx, key, time.Hour); ok || err != nil {
+		t.Fatalf("Claim while recorded = %v, %v; want false", ok, err)
 	}
-	afterExpiry(t, b, confShortTTL, "control entry expired", func() bool {
-		_, err := b.Get(ctx, control)
-		return errors.Is(err, ErrNotFound)
+	afterExpiry(t, b, confShortTTL, "claim gone after its ttl", func() bool {
+		used, err := b.Claimed(ctx, key)
+		if err != nil || used {
+			return false
+		}
+		ok, err := b.Claim(ctx, key, time.Hour)
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		return ok
 	})
-	if got, err := b.TakeState(ctx, key); !errors.Is(err, ErrNotFound) {
-		t.Errorf("TakeState after its ttl = %q, %v; want ErrNotFound", got, err)
-	}
 }
 
 func confIndex(t *testing.T, b Backend) {
 	ctx := context.Background()
-	index := sidIndexKey("https://issuer.example", "sid-"+fmt.Sprint(confID(t)))
-	other := subIndexKey("https://issuer.example", "sub-"+fmt.Sprint(confID(t)))
+	index := indexKey("sid", "https://issuer.example", "sid-"+fmt.Sprint(confID(t)))
+	other := indexKey("sub", "https://issuer.example", "sub-"+fmt.Sprint(confID(t)))
 	steps := []struct {
 		add, remove []string
 		want        []string
@@ -643,9 +770,9 @@ func confIndex(t *testing.T, b Backend) {
 func confIndexTTL(t *testing.T, b Backend) {
 	ctx := context.Background()
 	id := fmt.Sprint(confID(t))
-	shortened := sidIndexKey("iss", "shortened-"+id) // long, then short
-	extended := sidIndexKey("iss", "extended-"+id)   // short, then long
-	control := sidIndexKey("iss", "control-"+id)     // short only
+	shortened := indexKey("sid", "iss", "shortened-"+id) // long, then short
+	extended := indexKey("sid", "iss", "extended-"+id)   // short, then long
+	control := indexKey("sid", "iss", "control-"+id)     // short only
 	adds := []struct {
 		index, member string
 		ttl           time.Duration

@@ -1,4 +1,4 @@
-package session
+package redisstore
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenrelay/tokenrelay/internal/redistest"
+	"github.com/tokenrelay/tokenrelay/session/storage"
 )
 
 // pipelineGate is a go-redis hook that records the keys of the GETs in each
@@ -93,16 +94,16 @@ func (g *pipelineGate) waitEntered(t *testing.T, n int) {
 
 // newBatchStore returns a store on the shared redis-server whose Gets batch
 // at most maxBatch at a time, with gate hooked into its client.
-func newBatchStore(t *testing.T, maxBatch int, gate *pipelineGate) (*RedisStore, string) {
+func newBatchStore(t *testing.T, maxBatch int, gate *pipelineGate) (*Store, string) {
 	t.Helper()
 	srv := redistest.Shared(t)
-	c := newTestRedisClient(t, RedisClientOptions{URL: "redis://" + srv.Addr})
+	c := newTestRedisClient(t, Options{URL: "redis://" + srv.Addr})
 	if gate != nil {
 		c.AddHook(gate)
 	}
 	prefix := redistest.KeyPrefix(t)
-	s := NewRedisStore(c, RedisStoreOptions{KeyPrefix: prefix})
-	s.gets = newGetBatcher(c, maxBatch)
+	s := New(c, Options{KeyPrefix: prefix}, nil)
+	s.gets = newGetBatcher(c, maxBatch, s.opTimeout)
 	t.Cleanup(func() { _ = s.Close() })
 	return s, prefix
 }
@@ -126,12 +127,12 @@ func waitQueued(t *testing.T, b *getBatcher, n int) {
 }
 
 type getReply struct {
-	e   Entry
+	e   storage.Entry
 	err error
 }
 
 // goGet starts a Get and returns the channel its result arrives on.
-func goGet(ctx context.Context, s *RedisStore, key string) <-chan getReply {
+func goGet(ctx context.Context, s *Store, key string) <-chan getReply {
 	ch := make(chan getReply, 1)
 	go func() {
 		e, err := s.Get(ctx, key)
@@ -177,8 +178,8 @@ func TestRedisGetBatchManyGoroutines(t *testing.T) {
 					got, err := s.Get(ctx, key)
 					switch {
 					case i >= stored:
-						if !errors.Is(err, ErrNotFound) {
-							errs <- fmt.Errorf("Get(%s) = %v, want ErrNotFound", key, err)
+						if !errors.Is(err, storage.ErrNotFound) {
+							errs <- fmt.Errorf("Get(%s) = %v, want storage.ErrNotFound", key, err)
 						}
 					case err != nil:
 						errs <- fmt.Errorf("Get(%s): %v", key, err)
@@ -232,8 +233,8 @@ func TestRedisGetBatchQueuesBehindPipeline(t *testing.T) {
 		t.Errorf("first Get = %q, %v; want \"zero\", nil", r.e.Data, r.err)
 	}
 	for i, ch := range queued {
-		if r := receive(t, ch); !errors.Is(r.err, ErrNotFound) {
-			t.Errorf("queued Get k%d = %v, want ErrNotFound", i+1, r.err)
+		if r := receive(t, ch); !errors.Is(r.err, storage.ErrNotFound) {
+			t.Errorf("queued Get k%d = %v, want storage.ErrNotFound", i+1, r.err)
 		}
 	}
 	if got := gate.recorded(prefix); !slices.EqualFunc(got, want, slices.Equal) {
@@ -266,8 +267,8 @@ func TestRedisGetBatchCancelledCaller(t *testing.T) {
 
 	cancel()
 	// Pipeline 1 is still held: the cancelled caller returns without it.
-	if r := receive(t, cancelled); !errors.Is(r.err, context.Canceled) || !strings.HasPrefix(r.err.Error(), "session: redis get: ") {
-		t.Errorf("cancelled Get = %v, want a \"session: redis get: \" error wrapping context.Canceled", r.err)
+	if r := receive(t, cancelled); !errors.Is(r.err, context.Canceled) || !strings.HasPrefix(r.err.Error(), "redisstore: get: ") {
+		t.Errorf("cancelled Get = %v, want a \"redisstore: get: \" error wrapping context.Canceled", r.err)
 	}
 	close(gate.release[1])
 
@@ -283,6 +284,16 @@ func TestRedisGetBatchCancelledCaller(t *testing.T) {
 	if got := gate.recorded(prefix); !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("pipelines = %q, want %q", got, want)
 	}
+
+	// Calls are recycled; the one whose caller left is not: later Gets
+	// get their own answers.
+	for range 3 {
+		for _, k := range []string{"a", "b", "c"} {
+			if e, err := s.Get(ctx, k); err != nil || string(e.Data) != "v-"+k {
+				t.Errorf("later Get(%s) = %q, %v; want %q", k, e.Data, err, "v-"+k)
+			}
+		}
+	}
 }
 
 // TestRedisGetBatchRedisDown: with nothing listening, every one of many
@@ -295,8 +306,8 @@ func TestRedisGetBatchRedisDown(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close() // connections to addr are now refused
 
-	c := newTestRedisClient(t, RedisClientOptions{URL: "redis://" + addr})
-	s := NewRedisStore(c, RedisStoreOptions{})
+	c := newTestRedisClient(t, Options{URL: "redis://" + addr})
+	s := New(c, Options{}, nil)
 	t.Cleanup(func() { _ = s.Close() })
 
 	const goroutines = 50
@@ -310,8 +321,8 @@ func TestRedisGetBatchRedisDown(t *testing.T) {
 	wg.Wait()
 	took := time.Since(start)
 	for i, err := range errs {
-		if err == nil || errors.Is(err, ErrNotFound) || !strings.HasPrefix(err.Error(), "session: redis get: ") {
-			t.Errorf("Get %d with Redis down = %v, want a \"session: redis get: \" store error", i, err)
+		if err == nil || errors.Is(err, storage.ErrNotFound) || !strings.HasPrefix(err.Error(), "redisstore: get: ") {
+			t.Errorf("Get %d with Redis down = %v, want a \"redisstore: get: \" store error", i, err)
 		}
 	}
 	if took > bound {
@@ -366,8 +377,8 @@ func TestRedisGetBatchClose(t *testing.T) {
 		b, c := goGet(ctx, s, "b"), goGet(ctx, s, "c")
 		waitQueued(t, s.gets, 2)
 		close(gate.release[1])
-		if r := receive(t, first); !errors.Is(r.err, ErrNotFound) {
-			t.Errorf("direct Get = %v, want ErrNotFound", r.err)
+		if r := receive(t, first); !errors.Is(r.err, storage.ErrNotFound) {
+			t.Errorf("direct Get = %v, want storage.ErrNotFound", r.err)
 		}
 		gate.waitEntered(t, 2) // the batch of b and c is in flight, held
 

@@ -1,4 +1,4 @@
-package session
+package redisstore
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // this rarely binds; it keeps one pipeline's write and reply small.
 const defaultMaxGetBatch = 128
 
-// errStoreClosed is what a Get gets once RedisStore.Close has run.
+// errStoreClosed is what a Get gets once Store.Close has run.
 var errStoreClosed = errors.New("store closed")
 
 // getBatcher sends concurrent Gets to Redis together ("auto-pipelining", as
@@ -39,10 +39,13 @@ var errStoreClosed = errors.New("store closed")
 type getBatcher struct {
 	client   redis.UniversalClient
 	maxBatch int
+	// timeout bounds one batched pipeline, retries included, so a stall
+	// does not hold the Gets queued behind it past their own deadlines.
+	timeout time.Duration
 
 	// ctx is the context of batched pipelines: they serve several callers,
-	// so no one caller's cancellation may abort them. go-redis's read and
-	// write timeouts bound them; close cancels ctx to abort one in flight.
+	// so no one caller's cancellation may abort them. timeout bounds each;
+	// close cancels ctx to abort one in flight.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -57,24 +60,50 @@ type getBatcher struct {
 	// flushers counts running flusher goroutines (at most one), so close
 	// can wait for them.
 	flushers sync.WaitGroup
+
+	// calls recycles getCalls, with their done channels: a Get should
+	// cost the proxy as little as the round trip allows.
+	calls sync.Pool
 }
 
-// getCall is one queued Get. The flusher fills get and pttl (or err) and
-// then closes done.
+// getCall is one Get. For a queued one, the flusher (or close) fills get
+// and pttl (or err) and then sends on done, once. A call whose caller
+// stopped waiting is never reused: its flusher may still write to it.
 type getCall struct {
 	ctx  context.Context
 	get  *redis.StringCmd
 	pttl *redis.DurationCmd
 	err  error
-	done chan struct{}
+	done chan struct{} // buffered: the flusher never waits for the caller
 }
 
-func newGetBatcher(client redis.UniversalClient, maxBatch int) *getBatcher {
+// newCall prepares a call of GET and PTTL on key.
+func (b *getBatcher) newCall(ctx context.Context, key string) *getCall {
+	c, _ := b.calls.Get().(*getCall)
+	if c == nil {
+		c = &getCall{done: make(chan struct{}, 1)}
+	}
+	k := any(key) // boxed once for both commands
+	c.ctx, c.err = ctx, nil
+	c.get = redis.NewStringCmd(ctx, "get", k)
+	c.pttl = redis.NewDurationCmd(ctx, time.Millisecond, "pttl", k)
+	return c
+}
+
+// release hands back c's results and recycles it.
+func (b *getBatcher) release(c *getCall) (*redis.StringCmd, *redis.DurationCmd, error) {
+	get, pttl, err := c.get, c.pttl, c.err
+	*c = getCall{done: c.done}
+	b.calls.Put(c)
+	return get, pttl, err
+}
+
+func newGetBatcher(client redis.UniversalClient, maxBatch int, timeout time.Duration) *getBatcher {
 	if maxBatch <= 0 {
 		maxBatch = defaultMaxGetBatch
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &getBatcher{client: client, maxBatch: maxBatch, ctx: ctx, cancel: cancel}
+	return &getBatcher{client: client, maxBatch: maxBatch, timeout: timeout, ctx: ctx, cancel: cancel}
 }
 
 // do runs GET and PTTL on key (already prefixed) and returns the commands
@@ -86,30 +115,27 @@ func (b *getBatcher) do(ctx context.Context, key string) (*redis.StringCmd, *red
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	c := &getCall{
-		ctx:  ctx,
-		get:  redis.NewStringCmd(ctx, "get", key),
-		pttl: redis.NewDurationCmd(ctx, time.Millisecond, "pttl", key),
-	}
+	c := b.newCall(ctx, key)
 	b.mu.Lock()
 	switch {
 	case b.closed:
 		b.mu.Unlock()
+		b.release(c)
 		return nil, nil, errStoreClosed
 	case !b.busy:
 		// Nothing in flight: send it now, on the caller's own context.
 		b.busy = true
 		b.mu.Unlock()
-		b.exec(ctx, []*getCall{c})
+		one := [1]*getCall{c}
+		b.exec(ctx, one[:])
 		b.handOff()
-		return c.get, c.pttl, c.err
+		return b.release(c)
 	}
-	c.done = make(chan struct{})
 	b.queue = append(b.queue, c)
 	b.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.get, c.pttl, c.err
+		return b.release(c)
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
@@ -152,9 +178,11 @@ func (b *getBatcher) flush() {
 		b.queue = b.queue[:n]
 		b.mu.Unlock()
 
-		b.exec(b.ctx, batch)
+		ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
+		b.exec(ctx, batch)
+		cancel()
 		for _, c := range batch {
-			close(c.done)
+			c.done <- struct{}{}
 		}
 	}
 }
@@ -164,19 +192,21 @@ func (b *getBatcher) flush() {
 // failure of the round trip itself goes to every call.
 func (b *getBatcher) exec(ctx context.Context, calls []*getCall) {
 	live := 0
-	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, c := range calls {
-			if err := c.ctx.Err(); err != nil {
-				c.err = err // its caller has gone (or is about to)
-				continue
-			}
-			live++
-			_ = p.Process(ctx, c.get)
-			_ = p.Process(ctx, c.pttl)
+	p := b.client.Pipeline()
+	for _, c := range calls {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err // its caller has gone (or is about to)
+			continue
 		}
-		return nil
-	})
-	if err == nil || live == 0 || isRedisReply(err) {
+		live++
+		_ = p.Process(ctx, c.get)
+		_ = p.Process(ctx, c.pttl)
+	}
+	if live == 0 {
+		return
+	}
+	_, err := p.Exec(ctx)
+	if err == nil || isRedisReply(err) {
 		return
 	}
 	for _, c := range calls {
@@ -211,7 +241,7 @@ func (b *getBatcher) close() {
 	b.cancel()
 	for _, c := range queued {
 		c.err = errStoreClosed
-		close(c.done)
+		c.done <- struct{}{}
 	}
 	b.flushers.Wait()
 }

@@ -1,4 +1,4 @@
-package session
+package redisstore
 
 import (
 	"bytes"
@@ -26,18 +26,20 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenrelay/tokenrelay/internal/redistest"
+	"github.com/tokenrelay/tokenrelay/session/storage"
+	"github.com/tokenrelay/tokenrelay/session/storetest"
 )
 
 // TestMain stops the package run's shared redis-server at the end.
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
-// newTestRedisClient builds a client with NewRedisClient and closes it when
+// newTestRedisClient builds a client with NewClient and closes it when
 // the test ends.
-func newTestRedisClient(t *testing.T, opts RedisClientOptions) redis.UniversalClient {
+func newTestRedisClient(t *testing.T, opts Options) redis.UniversalClient {
 	t.Helper()
-	c, err := NewRedisClient(opts)
+	c, err := NewClient(opts)
 	if err != nil {
-		t.Fatalf("NewRedisClient: %v", err)
+		t.Fatalf("NewClient: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -45,15 +47,15 @@ func newTestRedisClient(t *testing.T, opts RedisClientOptions) redis.UniversalCl
 
 // newSharedRedisStore returns a store on the package's shared redis-server
 // with a key prefix of the test's own, and the client under it.
-func newSharedRedisStore(t *testing.T) (*RedisStore, redis.UniversalClient) {
+func newSharedRedisStore(t *testing.T) (*Store, redis.UniversalClient) {
 	t.Helper()
 	srv := redistest.Shared(t)
-	c := newTestRedisClient(t, RedisClientOptions{URL: "redis://" + srv.Addr})
-	return NewRedisStore(c, RedisStoreOptions{KeyPrefix: redistest.KeyPrefix(t)}), c
+	c := newTestRedisClient(t, Options{URL: "redis://" + srv.Addr})
+	return New(c, Options{KeyPrefix: redistest.KeyPrefix(t)}, nil), c
 }
 
 func TestRedisStoreConformance(t *testing.T) {
-	testBackend(t, func(t *testing.T) Backend {
+	storetest.Run(t, func(t *testing.T) storage.Backend {
 		s, _ := newSharedRedisStore(t)
 		return s
 	})
@@ -61,34 +63,34 @@ func TestRedisStoreConformance(t *testing.T) {
 
 func TestRedisCluster(t *testing.T) {
 	cluster := redistest.StartCluster(t)
-	client := newTestRedisClient(t, RedisClientOptions{Addresses: cluster.Addrs()})
+	client := newTestRedisClient(t, Options{Addresses: cluster.Addrs()})
 	if _, ok := client.(*redis.ClusterClient); !ok {
-		t.Fatalf("NewRedisClient with %d addresses built %T, want *redis.ClusterClient", len(cluster.Addrs()), client)
+		t.Fatalf("NewClient with %d addresses built %T, want *redis.ClusterClient", len(cluster.Addrs()), client)
 	}
 
 	t.Run("Conformance", func(t *testing.T) {
-		testBackend(t, func(t *testing.T) Backend {
-			return NewRedisStore(client, RedisStoreOptions{KeyPrefix: redistest.KeyPrefix(t)})
+		storetest.Run(t, func(t *testing.T) storage.Backend {
+			return New(client, Options{KeyPrefix: redistest.KeyPrefix(t)}, nil)
 		})
 	})
 
 	t.Run("SessionAndLockShareSlot", func(t *testing.T) {
 		ctx := context.Background()
-		store := NewRedisStore(client, RedisStoreOptions{})
+		store := New(client, Options{}, nil)
 		slots := map[int64]bool{}
 		for range 20 {
-			id := confID(t)
-			sessSlot, err := client.ClusterKeySlot(ctx, store.key(sessionKey(id))).Result()
+			key := storetest.SessionKey(t)
+			sessSlot, err := client.ClusterKeySlot(ctx, store.key(key)).Result()
 			if err != nil {
 				t.Fatalf("CLUSTER KEYSLOT: %v", err)
 			}
-			lockSlot, err := client.ClusterKeySlot(ctx, store.key(lockKey(id))).Result()
+			lockSlot, err := client.ClusterKeySlot(ctx, store.key(storetest.LockKey(key))).Result()
 			if err != nil {
 				t.Fatalf("CLUSTER KEYSLOT: %v", err)
 			}
 			if sessSlot != lockSlot {
 				t.Errorf("CLUSTER KEYSLOT %s = %d, of its lock %s = %d; want equal",
-					store.key(sessionKey(id)), sessSlot, store.key(lockKey(id)), lockSlot)
+					store.key(key), sessSlot, store.key(storetest.LockKey(key)), lockSlot)
 			}
 			slots[sessSlot] = true
 		}
@@ -104,12 +106,12 @@ func TestRedisCluster(t *testing.T) {
 	// own key's entry, whichever node holds it.
 	t.Run("ConcurrentGetsAcrossNodes", func(t *testing.T) {
 		ctx := context.Background()
-		store := NewRedisStore(client, RedisStoreOptions{KeyPrefix: redistest.KeyPrefix(t)})
+		store := New(client, Options{KeyPrefix: redistest.KeyPrefix(t)}, nil)
 		t.Cleanup(func() { store.Close() })
 		const sessions, readers = 40, 400
 		keys := make([]string, sessions)
 		for i := range keys {
-			keys[i] = sessionKey(confID(t))
+			keys[i] = storetest.SessionKey(t)
 			if err := store.Create(ctx, keys[i], []byte(fmt.Sprintf("data-%d", i)), time.Minute); err != nil {
 				t.Fatalf("Create: %v", err)
 			}
@@ -119,7 +121,7 @@ func TestRedisCluster(t *testing.T) {
 				}
 			}
 		}
-		missing := sessionKey(confID(t))
+		missing := storetest.SessionKey(t)
 		// Hold the first Get's pipeline until every other Get has queued
 		// behind it, so the rest go out in shared, cross-node pipelines.
 		gate := newPipelineGate(1)
@@ -136,8 +138,8 @@ func TestRedisCluster(t *testing.T) {
 			}
 			wg.Go(func() {
 				if r%10 == 9 {
-					if _, err := store.Get(ctx, missing); !errors.Is(err, ErrNotFound) {
-						errs <- fmt.Errorf("Get(missing) = %v, want ErrNotFound", err)
+					if _, err := store.Get(ctx, missing); !errors.Is(err, storage.ErrNotFound) {
+						errs <- fmt.Errorf("Get(missing) = %v, want storage.ErrNotFound", err)
 					}
 					return
 				}
@@ -176,8 +178,9 @@ func TestRedisStoreLayout(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Shared(t)
 	raw := srv.Client(t)
-	c := newTestRedisClient(t, RedisClientOptions{URL: "redis://" + srv.Addr})
-	id := confID(t)
+	c := newTestRedisClient(t, Options{URL: "redis://" + srv.Addr})
+	key := storetest.SessionKey(t)
+	lock := storetest.LockKey(key)
 
 	tests := []struct {
 		name, prefix, wantPrefix string
@@ -186,16 +189,15 @@ func TestRedisStoreLayout(t *testing.T) {
 		{"own prefix", "app1:", "app1:"},
 	}
 	for _, tt := range tests {
-		s := NewRedisStore(c, RedisStoreOptions{KeyPrefix: tt.prefix})
-		key := sessionKey(id)
-		t.Cleanup(func() { raw.Del(ctx, tt.wantPrefix+key, tt.wantPrefix+lockKey(id)) })
+		s := New(c, Options{KeyPrefix: tt.prefix}, nil)
+		t.Cleanup(func() { raw.Del(ctx, tt.wantPrefix+key, tt.wantPrefix+lock) })
 		if err := s.Create(ctx, key, []byte("sealed"), time.Hour); err != nil {
 			t.Fatalf("%s: Create: %v", tt.name, err)
 		}
 		if _, err := s.Update(ctx, key, 1, []byte("resealed"), 2*time.Hour); err != nil {
 			t.Fatalf("%s: Update: %v", tt.name, err)
 		}
-		if ok, err := s.TryLock(ctx, lockKey(id), "owner-1", time.Minute); !ok || err != nil {
+		if ok, err := s.TryLock(ctx, lock, "owner-1", time.Minute); !ok || err != nil {
 			t.Fatalf("%s: TryLock = %v, %v", tt.name, ok, err)
 		}
 
@@ -209,7 +211,7 @@ func TestRedisStoreLayout(t *testing.T) {
 		if got, err := raw.PTTL(ctx, rawKey).Result(); err != nil || got <= time.Hour || got > 2*time.Hour {
 			t.Errorf("%s: PTTL %s = %s, %v; want in (1h, 2h]", tt.name, rawKey, got, err)
 		}
-		if got, err := raw.Get(ctx, tt.wantPrefix+lockKey(id)).Result(); err != nil || got != "owner-1" {
+		if got, err := raw.Get(ctx, tt.wantPrefix+lock).Result(); err != nil || got != "owner-1" {
 			t.Errorf("%s: GET lock = %q, %v; want \"owner-1\"", tt.name, got, err)
 		}
 	}
@@ -227,11 +229,11 @@ func TestNewRedisStoreWarnsOfBracesInPrefix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var buf bytes.Buffer
-		s := NewRedisStore(nil, RedisStoreOptions{KeyPrefix: tt.prefix, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		s := New(nil, Options{KeyPrefix: tt.prefix}, slog.New(slog.NewTextHandler(&buf, nil)))
 		if got := strings.Contains(buf.String(), "level=WARN"); got != tt.wantWarn {
-			t.Errorf("NewRedisStore(KeyPrefix %q) warned %v, want %v (log %q)", tt.prefix, got, tt.wantWarn, buf.String())
+			t.Errorf("New(KeyPrefix %q) warned %v, want %v (log %q)", tt.prefix, got, tt.wantWarn, buf.String())
 		}
-		if want := cmp.Or(tt.prefix, DefaultRedisKeyPrefix) + "s:{x}"; s.key("s:{x}") != want {
+		if want := cmp.Or(tt.prefix, (Options{}).WithDefaults().KeyPrefix) + "s:{x}"; s.key("s:{x}") != want {
 			t.Errorf("key = %q, want %q", s.key("s:{x}"), want)
 		}
 	}
@@ -243,7 +245,7 @@ func TestNewRedisStoreWarnsOfBracesInPrefix(t *testing.T) {
 func TestRedisStoreScriptsReload(t *testing.T) {
 	ctx := context.Background()
 	s, c := newSharedRedisStore(t)
-	key := sessionKey(confID(t))
+	key := storetest.SessionKey(t)
 	if err := s.Create(ctx, key, []byte("v1"), time.Hour); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -253,8 +255,8 @@ func TestRedisStoreScriptsReload(t *testing.T) {
 	}{
 		{"Get", func() error { _, err := s.Get(ctx, key); return err }},
 		{"Update", func() error { _, err := s.Update(ctx, key, 1, []byte("v2"), time.Hour); return err }},
-		{"Unlock", func() error { return s.Unlock(ctx, lockKeyFor(key), "o") }},
-		{"AddToIndex", func() error { return s.AddToIndex(ctx, sidIndexKey("iss", "sid"), key, time.Hour) }},
+		{"Unlock", func() error { return s.Unlock(ctx, storetest.LockKey(key), "o") }},
+		{"AddToIndex", func() error { return s.AddToIndex(ctx, "ix:sid:test", key, time.Hour) }},
 	}
 	for _, op := range ops {
 		if err := c.ScriptFlush(ctx).Err(); err != nil {
@@ -278,17 +280,17 @@ func TestRedisStoreForeignValue(t *testing.T) {
 		value      string
 		wantUpdate error
 	}{
-		{"no separator", ErrConflict},
-		{":no version", ErrConflict},
-		{"x1:letters", ErrConflict},
-		{"99999999999999999999999:too big", ErrConflict},
+		{"no separator", storage.ErrConflict},
+		{":no version", storage.ErrConflict},
+		{"x1:letters", storage.ErrConflict},
+		{"99999999999999999999999:too big", storage.ErrConflict},
 	}
 	for _, tt := range tests {
-		key := sessionKey(confID(t))
+		key := storetest.SessionKey(t)
 		if err := c.Set(ctx, s.key(key), tt.value, time.Hour).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if e, err := s.Get(ctx, key); err == nil || errors.Is(err, ErrNotFound) {
+		if e, err := s.Get(ctx, key); err == nil || errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("Get of %q = %+v, %v; want an error", tt.value, e, err)
 		}
 		if _, err := s.Update(ctx, key, 1, []byte("x"), time.Hour); !errors.Is(err, tt.wantUpdate) {
@@ -297,24 +299,15 @@ func TestRedisStoreForeignValue(t *testing.T) {
 	}
 }
 
-// TestRedisEntryMemoryUsage measures what one session costs in Redis
-// (MEMORY USAGE: key, value, object header and dict entry).
+// TestRedisEntryMemoryUsage measures what one entry costs in Redis
+// (MEMORY USAGE: key, value, object header and dict entry) around the size
+// of a sealed record. What a realistic session costs, record and indexes,
+// is measured by package session's TestRedisMemoryPerSession.
 func TestRedisEntryMemoryUsage(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Shared(t)
-	c := newTestRedisClient(t, RedisClientOptions{URL: "redis://" + srv.Addr})
-	s := NewRedisStore(c, RedisStoreOptions{}) // the real key length
-
-	// A realistic record (800-byte access token, 900-byte ID token,
-	// claims), sealed as the manager seals it.
-	tk, err := NewTicket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := mustSealer(t, testSecret).sealRecord(tk, sessionKey(tk.ID), realisticRecord(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newTestRedisClient(t, Options{URL: "redis://" + srv.Addr})
+	s := New(c, Options{}, nil) // the real key length
 
 	// jemalloc rounds the value up to its size class (1792, then 2048
 	// bytes); key, object header and dict entry add about 100 bytes.
@@ -324,13 +317,12 @@ func TestRedisEntryMemoryUsage(t *testing.T) {
 		blob     []byte
 		maxUsage int64
 	}{
-		{"realistic sealed record", sealed, 2048},
-		{"1.7 KiB sealed blob", confBlob(t, 1741), 2048},
-		{"1.75 KiB sealed blob", confBlob(t, 1780), 2048},
-		{"1.8 KiB sealed blob", confBlob(t, 1843), 1843 + overhead},
+		{"1.7 KiB sealed blob", storetest.Blob(t, 1741), 2048},
+		{"1.75 KiB sealed blob", storetest.Blob(t, 1780), 2048},
+		{"1.8 KiB sealed blob", storetest.Blob(t, 1843), 1843 + overhead},
 	}
 	for _, tt := range tests {
-		key := sessionKey(confID(t))
+		key := storetest.SessionKey(t)
 		t.Cleanup(func() { _ = s.Delete(ctx, key) })
 		if err := s.Create(ctx, key, tt.blob, 24*time.Hour); err != nil {
 			t.Fatalf("Create: %v", err)
@@ -356,10 +348,10 @@ func TestRedisEntryMemoryUsage(t *testing.T) {
 func TestRedisStoreDownAndBack(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
-	c := newTestRedisClient(t, RedisClientOptions{URL: "redis://" + srv.Addr})
-	s := NewRedisStore(c, RedisStoreOptions{})
-	key := sessionKey(confID(t))
-	data := confBlob(t, 1843)
+	c := newTestRedisClient(t, Options{URL: "redis://" + srv.Addr})
+	s := New(c, Options{}, nil)
+	key := storetest.SessionKey(t)
+	data := storetest.Blob(t, 1843)
 	if err := s.Create(ctx, key, data, time.Hour); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -372,7 +364,7 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 	// Worst case for a refused connection: every attempt fails at once,
 	// plus go-redis's retry backoff (at most 512ms per retry).
 	const bound = 3 * time.Second
-	other := sessionKey(confID(t))
+	other := storetest.SessionKey(t)
 	ops := []struct {
 		name string
 		call func(context.Context) error
@@ -383,15 +375,15 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 		{"Touch", func(ctx context.Context) error { return s.Touch(ctx, key, time.Hour) }},
 		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, other) }},
 		{"TryLock", func(ctx context.Context) error {
-			_, err := s.TryLock(ctx, lockKeyFor(key), "o", time.Second)
+			_, err := s.TryLock(ctx, storetest.LockKey(key), "o", time.Second)
 			return err
 		}},
-		{"Unlock", func(ctx context.Context) error { return s.Unlock(ctx, lockKeyFor(key), "o") }},
-		{"PutState", func(ctx context.Context) error { return s.PutState(ctx, stateKey("s"), data, time.Minute) }},
-		{"TakeState", func(ctx context.Context) error { _, err := s.TakeState(ctx, stateKey("s")); return err }},
-		{"AddToIndex", func(ctx context.Context) error { return s.AddToIndex(ctx, sidIndexKey("i", "s"), key, time.Hour) }},
-		{"IndexMembers", func(ctx context.Context) error { _, err := s.IndexMembers(ctx, sidIndexKey("i", "s")); return err }},
-		{"RemoveFromIndex", func(ctx context.Context) error { return s.RemoveFromIndex(ctx, sidIndexKey("i", "s"), key) }},
+		{"Unlock", func(ctx context.Context) error { return s.Unlock(ctx, storetest.LockKey(key), "o") }},
+		{"Claim", func(ctx context.Context) error { _, err := s.Claim(ctx, "us:test", time.Minute); return err }},
+		{"Claimed", func(ctx context.Context) error { _, err := s.Claimed(ctx, "us:test"); return err }},
+		{"AddToIndex", func(ctx context.Context) error { return s.AddToIndex(ctx, "ix:sid:test", key, time.Hour) }},
+		{"IndexMembers", func(ctx context.Context) error { _, err := s.IndexMembers(ctx, "ix:sid:test"); return err }},
+		{"RemoveFromIndex", func(ctx context.Context) error { return s.RemoveFromIndex(ctx, "ix:sid:test", key) }},
 		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
 	}
 	var slowest time.Duration
@@ -400,10 +392,10 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 		err := op.call(ctx)
 		took := time.Since(start)
 		slowest = max(slowest, took)
-		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
+		if err == nil || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrConflict) {
 			t.Errorf("%s with Redis down = %v, want a store error", op.name, err)
-		} else if !strings.HasPrefix(err.Error(), "session: redis ") {
-			t.Errorf("%s with Redis down = %q, want it prefixed \"session: redis \"", op.name, err)
+		} else if !strings.HasPrefix(err.Error(), "redisstore: ") {
+			t.Errorf("%s with Redis down = %q, want it prefixed \"redisstore: \"", op.name, err)
 		}
 		if took > bound {
 			t.Errorf("%s with Redis down took %s, want ≤ %s", op.name, took, bound)
@@ -413,7 +405,7 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 
 	srv.Restart(t)
 	start := time.Now()
-	var got Entry
+	var got storage.Entry
 	redisWaitUntil(t, 15*time.Second, "session readable after restart", func() (err error) {
 		got, err = s.Get(ctx, key)
 		return err
@@ -455,15 +447,15 @@ func redisWaitUntil(t *testing.T, timeout time.Duration, what string, f func() e
 func TestRedisSentinelFailover(t *testing.T) {
 	ctx := context.Background()
 	set := redistest.StartSentinel(t)
-	client := newTestRedisClient(t, RedisClientOptions{
+	client := newTestRedisClient(t, Options{
 		Addresses:  set.SentinelAddrs(),
 		MasterName: redistest.MasterName,
 	})
-	s := NewRedisStore(client, RedisStoreOptions{})
+	s := New(client, Options{}, nil)
 
 	keys := make([]string, 20)
 	for i := range keys {
-		keys[i] = sessionKey(confID(t))
+		keys[i] = storetest.SessionKey(t)
 		if err := s.Create(ctx, keys[i], fmt.Appendf(nil, "session %d", i), time.Hour); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
@@ -482,7 +474,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	set.Master.Stop(t) // from now on only the new master can answer
 
-	newKey := sessionKey(confID(t))
+	newKey := storetest.SessionKey(t)
 	redisWaitUntil(t, 30*time.Second, "writes through the failover client", func() error {
 		return s.Create(ctx, newKey, []byte("after failover"), time.Hour)
 	})
@@ -501,16 +493,16 @@ func TestRedisSentinelFailover(t *testing.T) {
 	if v, err := s.Update(ctx, keys[0], 2, []byte("session 0 v3"), time.Hour); err != nil || v != 3 {
 		t.Errorf("Update after failover = %d, %v; want 3, nil", v, err)
 	}
-	if ok, err := s.TryLock(ctx, lockKeyFor(keys[1]), "o", time.Minute); !ok || err != nil {
+	if ok, err := s.TryLock(ctx, storetest.LockKey(keys[1]), "o", time.Minute); !ok || err != nil {
 		t.Errorf("TryLock after failover = %v, %v; want true", ok, err)
 	}
 }
 
-func TestRedisClientOptions(t *testing.T) {
+func TestOptions(t *testing.T) {
 	pki := newRedisTestPKI(t)
 	tests := []struct {
 		name         string
-		opts         RedisClientOptions
+		opts         Options
 		wantErr      string // substring; "" for success
 		wantTopology string
 		wantAddrs    []string
@@ -519,66 +511,66 @@ func TestRedisClientOptions(t *testing.T) {
 		wantPassword string
 		wantTLS      bool
 	}{
-		{name: "url", opts: RedisClientOptions{URL: "redis://redis.internal:6380/2"},
+		{name: "url", opts: Options{URL: "redis://redis.internal:6380/2"},
 			wantTopology: "standalone", wantAddrs: []string{"redis.internal:6380"}, wantDB: 2},
-		{name: "url default port", opts: RedisClientOptions{URL: "redis://redis.internal"},
+		{name: "url default port", opts: Options{URL: "redis://redis.internal"},
 			wantTopology: "standalone", wantAddrs: []string{"redis.internal:6379"}},
-		{name: "url credentials", opts: RedisClientOptions{URL: "redis://app:s3cret@redis:6379"},
+		{name: "url credentials", opts: Options{URL: "redis://app:s3cret@redis:6379"},
 			wantTopology: "standalone", wantAddrs: []string{"redis:6379"}, wantUser: "app", wantPassword: "s3cret"},
-		{name: "acl fields", opts: RedisClientOptions{URL: "redis://redis:6379", Username: "app", Password: "pw", DB: 3},
+		{name: "acl fields", opts: Options{URL: "redis://redis:6379", Username: "app", Password: "pw", DB: 3},
 			wantTopology: "standalone", wantAddrs: []string{"redis:6379"}, wantUser: "app", wantPassword: "pw", wantDB: 3},
-		{name: "rediss", opts: RedisClientOptions{URL: "rediss://redis:6379", CAFile: pki.ca},
+		{name: "rediss", opts: Options{URL: "rediss://redis:6379", CAFile: pki.ca},
 			wantTopology: "standalone", wantAddrs: []string{"redis:6379"}, wantTLS: true},
-		{name: "one address", opts: RedisClientOptions{Addresses: []string{"redis:6379"}, DB: 1},
+		{name: "one address", opts: Options{Addresses: []string{"redis:6379"}, DB: 1},
 			wantTopology: "standalone", wantAddrs: []string{"redis:6379"}, wantDB: 1},
-		{name: "sentinel", opts: RedisClientOptions{Addresses: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", SentinelPassword: "sp", DB: 1},
+		{name: "sentinel", opts: Options{Addresses: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", SentinelPassword: "sp", DB: 1},
 			wantTopology: "sentinel", wantAddrs: []string{"s1:26379", "s2:26379"}, wantDB: 1},
-		{name: "cluster by count", opts: RedisClientOptions{Addresses: []string{"n1:6379", "n2:6379"}},
+		{name: "cluster by count", opts: Options{Addresses: []string{"n1:6379", "n2:6379"}},
 			wantTopology: "cluster", wantAddrs: []string{"n1:6379", "n2:6379"}},
-		{name: "cluster by flag", opts: RedisClientOptions{Addresses: []string{"cfg:6379"}, Cluster: true, TLS: true, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "redis.example"},
+		{name: "cluster by flag", opts: Options{Addresses: []string{"cfg:6379"}, Cluster: true, TLS: true, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "redis.example"},
 			wantTopology: "cluster", wantAddrs: []string{"cfg:6379"}, wantTLS: true},
 
-		{name: "nothing", opts: RedisClientOptions{}, wantErr: "url or addresses is required"},
-		{name: "url and addresses", opts: RedisClientOptions{URL: "redis://a:1", Addresses: []string{"b:2"}}, wantErr: "exclusive"},
-		{name: "sentinel and cluster", opts: RedisClientOptions{Addresses: []string{"a:1"}, MasterName: "m", Cluster: true}, wantErr: "master_name (Sentinel) and cluster are exclusive"},
-		{name: "url and master name", opts: RedisClientOptions{URL: "redis://a:1", MasterName: "m"}, wantErr: "master_name needs the sentinel addresses"},
-		{name: "url and cluster", opts: RedisClientOptions{URL: "redis://a:1", Cluster: true}, wantErr: "cluster needs the seed nodes"},
-		{name: "sentinel password alone", opts: RedisClientOptions{URL: "redis://a:1", SentinelPassword: "x"}, wantErr: "sentinel_password is set but master_name is not"},
-		{name: "bad address", opts: RedisClientOptions{Addresses: []string{"no-port"}}, wantErr: `address "no-port" is not host:port`},
-		{name: "cluster db", opts: RedisClientOptions{Addresses: []string{"a:1", "b:2"}, DB: 2}, wantErr: "a Cluster has only database 0"},
-		{name: "negative db", opts: RedisClientOptions{URL: "redis://a:1", DB: -1}, wantErr: "db must not be negative"},
-		{name: "negative timeout", opts: RedisClientOptions{URL: "redis://a:1", ReadTimeout: -time.Second}, wantErr: "timeouts must not be negative"},
-		{name: "negative pool", opts: RedisClientOptions{URL: "redis://a:1", PoolSize: -1}, wantErr: "pool_size must not be negative"},
-		{name: "cert without key", opts: RedisClientOptions{URL: "rediss://a:1", CertFile: pki.clientCert}, wantErr: "cert_file and key_file go together"},
-		{name: "tls file without tls", opts: RedisClientOptions{Addresses: []string{"a:1"}, CAFile: pki.ca}, wantErr: "ca_file is set but TLS is off"},
-		{name: "tls with redis url", opts: RedisClientOptions{URL: "redis://a:1", TLS: true}, wantErr: "use rediss://"},
-		{name: "scheme", opts: RedisClientOptions{URL: "http://a:1"}, wantErr: `url scheme "http"`},
-		{name: "query", opts: RedisClientOptions{URL: "redis://a:1?dial_timeout=3"}, wantErr: "url has query parameters"},
-		{name: "no host", opts: RedisClientOptions{URL: "redis:///0"}, wantErr: "url has no host"},
-		{name: "bad db path", opts: RedisClientOptions{URL: "redis://a:1/x"}, wantErr: "invalid database number"},
-		{name: "db twice", opts: RedisClientOptions{URL: "redis://a:1/2", DB: 3}, wantErr: "url selects db 2 but db is 3"},
-		{name: "credentials twice", opts: RedisClientOptions{URL: "redis://u:p@a:1", Password: "q"}, wantErr: "credentials are in both url and username/password"},
-		{name: "missing ca file", opts: RedisClientOptions{URL: "rediss://a:1", CAFile: filepath.Join(t.TempDir(), "none.pem")}, wantErr: "ca_file"},
-		{name: "ca file without pem", opts: RedisClientOptions{URL: "rediss://a:1", CAFile: pki.clientKey + ".txt"}, wantErr: "holds no PEM certificate"},
-		{name: "several problems", opts: RedisClientOptions{Addresses: []string{"a:1", "b:2"}, DB: 1, PoolSize: -2}, wantErr: "a Cluster has only database 0\npool_size must not be negative"},
+		{name: "nothing", opts: Options{}, wantErr: "url: required with store redis (or session.redis.addresses)"},
+		{name: "url and addresses", opts: Options{URL: "redis://a:1", Addresses: []string{"b:2"}}, wantErr: "set url or addresses, not both"},
+		{name: "sentinel and cluster", opts: Options{Addresses: []string{"a:1"}, MasterName: "m", Cluster: true}, wantErr: "cluster: cannot be combined with master_name"},
+		{name: "url and master name", opts: Options{URL: "redis://a:1", MasterName: "m"}, wantErr: "master_name: requires session.redis.addresses (the sentinels)"},
+		{name: "url and cluster", opts: Options{URL: "redis://a:1", Cluster: true}, wantErr: "cluster: needs session.redis.addresses (the cluster nodes), not url"},
+		{name: "sentinel password alone", opts: Options{URL: "redis://a:1", SentinelPassword: "x"}, wantErr: "sentinel_password: only used with master_name"},
+		{name: "bad address", opts: Options{Addresses: []string{"no-port"}}, wantErr: "addresses[0]: must be host:port"},
+		{name: "cluster db", opts: Options{Addresses: []string{"a:1", "b:2"}, DB: 2}, wantErr: "db: must be 0 with a cluster"},
+		{name: "negative db", opts: Options{URL: "redis://a:1", DB: -1}, wantErr: "db: must not be negative"},
+		{name: "negative timeout", opts: Options{URL: "redis://a:1", ReadTimeout: -time.Second}, wantErr: "read_timeout: must be a positive duration"},
+		{name: "negative pool", opts: Options{URL: "redis://a:1", PoolSize: -1}, wantErr: "pool_size: must not be negative"},
+		{name: "cert without key", opts: Options{URL: "rediss://a:1", CertFile: pki.clientCert}, wantErr: "cert_file: cert_file and key_file go together"},
+		{name: "tls file without tls", opts: Options{Addresses: []string{"a:1"}, CAFile: pki.ca}, wantErr: "ca_file: is set but TLS is off"},
+		{name: "tls with redis url", opts: Options{URL: "redis://a:1", TLS: true}, wantErr: "tls: is set but url is redis://; use rediss://"},
+		{name: "scheme", opts: Options{URL: "http://a:1"}, wantErr: "url: must be a redis:// or rediss:// URL"},
+		{name: "query", opts: Options{URL: "redis://a:1?dial_timeout=3"}, wantErr: "url: must not have query parameters"},
+		{name: "no host", opts: Options{URL: "redis:///0"}, wantErr: "url: must be a redis:// or rediss:// URL"},
+		{name: "bad db path", opts: Options{URL: "redis://a:1/x"}, wantErr: "invalid database number"},
+		{name: "db twice", opts: Options{URL: "redis://a:1/2", DB: 3}, wantErr: "db: is 3 but url selects db 2"},
+		{name: "credentials twice", opts: Options{URL: "redis://u:p@a:1", Password: "q"}, wantErr: "url: carries credentials, and so do username or password"},
+		{name: "missing ca file", opts: Options{URL: "rediss://a:1", CAFile: filepath.Join(t.TempDir(), "none.pem")}, wantErr: "ca_file"},
+		{name: "ca file without pem", opts: Options{URL: "rediss://a:1", CAFile: pki.clientKey + ".txt"}, wantErr: "holds no PEM certificate"},
+		{name: "several problems", opts: Options{Addresses: []string{"a:1", "b:2"}, DB: 1, PoolSize: -2}, wantErr: "db: must be 0 with a cluster\npool_size: must not be negative"},
 	}
 	if err := os.WriteFile(pki.clientKey+".txt", []byte("not pem"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			uo, err := tt.opts.universal()
+			uo, err := tt.opts.clientOptions()
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("universal() error = %v, want one containing %q", err, tt.wantErr)
+					t.Fatalf("clientOptions() error = %v, want one containing %q", err, tt.wantErr)
 				}
-				if _, err := NewRedisClient(tt.opts); err == nil || !strings.HasPrefix(err.Error(), "session: redis client: ") {
-					t.Errorf("NewRedisClient error = %v, want it prefixed \"session: redis client: \"", err)
+				if _, err := NewClient(tt.opts); err == nil || !strings.HasPrefix(err.Error(), "redisstore: client: ") {
+					t.Errorf("NewClient error = %v, want it prefixed \"redisstore: client: \"", err)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("universal() = %v", err)
+				t.Fatalf("clientOptions() = %v", err)
 			}
 			if got := redisTopology(uo); got != tt.wantTopology {
 				t.Errorf("topology = %s, want %s", got, tt.wantTopology)
@@ -592,19 +584,19 @@ func TestRedisClientOptions(t *testing.T) {
 			if got := uo.TLSConfig != nil; got != tt.wantTLS {
 				t.Errorf("TLS = %v, want %v", got, tt.wantTLS)
 			}
-			if uo.DialTimeout != DefaultRedisDialTimeout || uo.ReadTimeout != DefaultRedisReadTimeout || uo.WriteTimeout != DefaultRedisWriteTimeout {
+			if def := (Options{}).WithDefaults(); uo.DialTimeout != def.DialTimeout || uo.ReadTimeout != def.ReadTimeout || uo.WriteTimeout != def.WriteTimeout {
 				t.Errorf("timeouts = %s, %s, %s; want the defaults", uo.DialTimeout, uo.ReadTimeout, uo.WriteTimeout)
 			}
-			if !uo.ContextTimeoutEnabled || uo.DialerRetries != 1 || uo.MaxRetries != redisMaxRetries {
-				t.Errorf("ContextTimeoutEnabled, DialerRetries, MaxRetries = %v, %d, %d; want true, 1, %d", uo.ContextTimeoutEnabled, uo.DialerRetries, uo.MaxRetries, redisMaxRetries)
+			if !uo.ContextTimeoutEnabled || uo.DialerRetries != 1 || uo.MaxRetries != maxRetries {
+				t.Errorf("ContextTimeoutEnabled, DialerRetries, MaxRetries = %v, %d, %d; want true, 1, %d", uo.ContextTimeoutEnabled, uo.DialerRetries, uo.MaxRetries, maxRetries)
 			}
 			if tt.opts.SentinelPassword != "" && uo.SentinelPassword != tt.opts.SentinelPassword.Reveal() {
 				t.Errorf("SentinelPassword not passed on")
 			}
 
-			c, err := NewRedisClient(tt.opts)
+			c, err := NewClient(tt.opts)
 			if err != nil {
-				t.Fatalf("NewRedisClient: %v", err)
+				t.Fatalf("NewClient: %v", err)
 			}
 			defer c.Close()
 			var wantType string
@@ -621,10 +613,10 @@ func TestRedisClientOptions(t *testing.T) {
 	}
 
 	t.Run("timeouts and TLS files", func(t *testing.T) {
-		uo, err := RedisClientOptions{
+		uo, err := Options{
 			URL: "rediss://redis:6379", CAFile: pki.ca, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "redis.example",
 			DialTimeout: 3 * time.Second, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second, PoolSize: 7,
-		}.universal()
+		}.clientOptions()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -638,11 +630,11 @@ func TestRedisClientOptions(t *testing.T) {
 	})
 
 	t.Run("password stays out of errors", func(t *testing.T) {
-		_, err := NewRedisClient(RedisClientOptions{URL: "redis://u:hunter2@a:1/x"})
+		_, err := NewClient(Options{URL: "redis://u:hunter2@a:1/x"})
 		if err == nil || strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("error = %v, want one without the password", err)
 		}
-		_, err = NewRedisClient(RedisClientOptions{URL: "redis://u:hunter2@a b:1"})
+		_, err = NewClient(Options{URL: "redis://u:hunter2@a b:1"})
 		if err == nil || strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("error = %v, want one without the password", err)
 		}
@@ -666,18 +658,18 @@ func TestRedisClientTLS(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		opts   RedisClientOptions
+		opts   Options
 		wantOK bool
 	}{
-		{"CA and client certificate", RedisClientOptions{URL: url, CAFile: pki.ca, CertFile: pki.clientCert, KeyFile: pki.clientKey}, true},
-		{"no client certificate", RedisClientOptions{URL: url, CAFile: pki.ca}, false},
-		{"untrusted server", RedisClientOptions{URL: url, CertFile: pki.clientCert, KeyFile: pki.clientKey}, false},
-		{"wrong server name", RedisClientOptions{URL: url, CAFile: pki.ca, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "other.example"}, false},
+		{"CA and client certificate", Options{URL: url, CAFile: pki.ca, CertFile: pki.clientCert, KeyFile: pki.clientKey}, true},
+		{"no client certificate", Options{URL: url, CAFile: pki.ca}, false},
+		{"untrusted server", Options{URL: url, CertFile: pki.clientCert, KeyFile: pki.clientKey}, false},
+		{"wrong server name", Options{URL: url, CAFile: pki.ca, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "other.example"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			s := NewRedisStore(newTestRedisClient(t, tt.opts), RedisStoreOptions{KeyPrefix: redistest.KeyPrefix(t)})
+			s := New(newTestRedisClient(t, tt.opts), Options{KeyPrefix: redistest.KeyPrefix(t)}, nil)
 			err := s.Ping(ctx)
 			if (err == nil) != tt.wantOK {
 				t.Fatalf("Ping over TLS = %v, want success %v", err, tt.wantOK)
@@ -685,7 +677,7 @@ func TestRedisClientTLS(t *testing.T) {
 			if !tt.wantOK {
 				return
 			}
-			key := sessionKey(confID(t))
+			key := storetest.SessionKey(t)
 			if err := s.Create(ctx, key, []byte("over tls"), time.Minute); err != nil {
 				t.Fatalf("Create: %v", err)
 			}
@@ -768,7 +760,7 @@ func writeRedisTestPEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
-// redisTopology names what NewRedisClient builds for opts, for logs and
+// redisTopology names what NewClient builds for opts, for logs and
 // tests: "standalone", "sentinel" or "cluster".
 func redisTopology(uo *redis.UniversalOptions) string {
 	switch {

@@ -1,10 +1,9 @@
-package session
+package redisstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -12,28 +11,16 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenrelay/tokenrelay/session/storage"
 )
 
-var _ Backend = (*RedisStore)(nil)
+var (
+	_ storage.Backend    = (*Store)(nil)
+	_ storage.LockReader = (*Store)(nil)
+)
 
-// DefaultRedisKeyPrefix is put in front of every key when
-// RedisStoreOptions.KeyPrefix is empty.
-const DefaultRedisKeyPrefix = "tokenrelay:"
-
-// RedisStoreOptions configure a RedisStore.
-type RedisStoreOptions struct {
-	// KeyPrefix is put in front of every key (default "tokenrelay:"), so
-	// several deployments can share one Redis. It sits outside the {…} hash
-	// tag of the keys built in keys.go and must not contain '{' or '}',
-	// which would move the tag and split a session from its lock in a
-	// Cluster.
-	KeyPrefix string
-	// Logger receives warnings about entries this store cannot read; nil
-	// discards them.
-	Logger *slog.Logger
-}
-
-// RedisStore is a Backend on Redis (standalone, Sentinel or Cluster: any
+// Store is a storage.Backend on Redis (standalone, Sentinel or Cluster: any
 // go-redis UniversalClient). It is what lets several replicas share
 // sessions.
 //
@@ -46,13 +33,14 @@ type RedisStoreOptions struct {
 // atomic round trip. Every script touches exactly one key, declared in
 // KEYS, so it runs in one Cluster slot.
 //
-// RedisStore is safe for concurrent use. It does not own the client: the
+// Store is safe for concurrent use. It does not own the client: the
 // caller closes it, after Close if it calls Close at all (an unclosed store
 // leaks nothing: its batching goroutine runs only while Gets wait).
-type RedisStore struct {
-	client redis.UniversalClient
-	prefix string
-	log    *slog.Logger
+type Store struct {
+	client    redis.UniversalClient
+	prefix    string
+	log       *slog.Logger
+	opTimeout time.Duration
 
 	updateScript, unlockScript, indexScript *redis.Script
 
@@ -92,32 +80,37 @@ end
 return 1
 `
 
-// NewRedisStore returns a store on client. Build the client with
-// NewRedisClient.
-func NewRedisStore(client redis.UniversalClient, opts RedisStoreOptions) *RedisStore {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+// New returns a store on client (build it with NewClient), with o's key
+// prefix and operation timeout. logger receives warnings about entries the
+// store cannot read; nil discards them.
+func New(client redis.UniversalClient, o Options, logger *slog.Logger) *Store {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
-	prefix := opts.KeyPrefix
-	if prefix == "" {
-		prefix = DefaultRedisKeyPrefix
+	o = o.WithDefaults()
+	if strings.ContainsAny(o.KeyPrefix, "{}") {
+		logger.Warn("redisstore: key prefix contains a brace; in a Cluster a session and its lock may land in different slots", "key_prefix", o.KeyPrefix)
 	}
-	if strings.ContainsAny(prefix, "{}") {
-		log.Warn("session: redis key prefix contains a brace; in a Cluster a session and its lock may land in different slots", "key_prefix", prefix)
-	}
-	return &RedisStore{
+	return &Store{
 		client:       client,
-		prefix:       prefix,
-		log:          log,
+		prefix:       o.KeyPrefix,
+		log:          logger,
+		opTimeout:    o.OpTimeout,
 		updateScript: redis.NewScript(updateLua),
 		unlockScript: redis.NewScript(unlockLua),
 		indexScript:  redis.NewScript(indexLua),
-		gets:         newGetBatcher(client, defaultMaxGetBatch),
+		gets:         newGetBatcher(client, defaultMaxGetBatch, o.OpTimeout),
 	}
 }
 
-func (s *RedisStore) key(k string) string { return s.prefix + k }
+func (s *Store) key(k string) string { return s.prefix + k }
+
+// bound gives one operation its deadline: OpTimeout from now, or the
+// caller's, whichever comes first. go-redis stops its retries at it
+// (ContextTimeoutEnabled), and a Get queued behind a pipeline leaves at it.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opTimeout)
+}
 
 // errBadRedisTTL: Redis refuses PX 0 and negative expiries; say so before
 // asking it.
@@ -162,41 +155,43 @@ func unpack(v string) (uint64, []byte, error) {
 //     uses the ttl to decide when to slide the idle timeout, and a later
 //     compare-and-set on the old version fails and re-reads anyway.
 //   - a Delete or expiry between them: PTTL says -2 and Get reports
-//     ErrNotFound, which is what the next request would see.
+//     storage.ErrNotFound, which is what the next request would see.
 //   - a Create between a missing GET and PTTL: GET said absent, so Get
-//     reports ErrNotFound whatever PTTL says; session keys are random and
+//     reports storage.ErrNotFound whatever PTTL says; session keys are random and
 //     never re-created.
-func (s *RedisStore) Get(ctx context.Context, key string) (Entry, error) {
+func (s *Store) Get(ctx context.Context, key string) (storage.Entry, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	get, pttl, err := s.gets.do(ctx, s.key(key))
 	if err != nil {
-		return Entry{}, fmt.Errorf("session: redis get: %w", err)
+		return storage.Entry{}, fmt.Errorf("redisstore: get: %w", err)
 	}
 	return s.getResult(get, pttl)
 }
 
-// getResult turns the replies of getCmds into an Entry.
-func (s *RedisStore) getResult(get *redis.StringCmd, pttl *redis.DurationCmd) (Entry, error) {
+// getResult turns the replies of getCmds into an storage.Entry.
+func (s *Store) getResult(get *redis.StringCmd, pttl *redis.DurationCmd) (storage.Entry, error) {
 	v, err := get.Result()
 	if errors.Is(err, redis.Nil) {
-		return Entry{}, ErrNotFound
+		return storage.Entry{}, storage.ErrNotFound
 	}
 	if err != nil {
-		return Entry{}, fmt.Errorf("session: redis get: %w", err)
+		return storage.Entry{}, fmt.Errorf("redisstore: get: %w", err)
 	}
 	ttl, err := pttl.Result()
 	if err != nil {
-		return Entry{}, fmt.Errorf("session: redis get: pttl: %w", err)
+		return storage.Entry{}, fmt.Errorf("redisstore: get: pttl: %w", err)
 	}
 	if ttl == -2 {
 		// Deleted or expired right after the GET.
-		return Entry{}, ErrNotFound
+		return storage.Entry{}, storage.ErrNotFound
 	}
 	version, data, err := unpack(v)
 	if err != nil {
-		s.log.Warn("session: unreadable redis entry", "err", err)
-		return Entry{}, fmt.Errorf("session: redis get: %w", err)
+		s.log.Warn("redisstore: unreadable entry", "err", err)
+		return storage.Entry{}, fmt.Errorf("redisstore: get: %w", err)
 	}
-	e := Entry{Data: data, Version: version}
+	e := storage.Entry{Data: data, Version: version}
 	if ttl > 0 {
 		// -1 (no expiry) is reported as 0: this store never writes one.
 		e.TTL = ttl
@@ -205,126 +200,170 @@ func (s *RedisStore) getResult(get *redis.StringCmd, pttl *redis.DurationCmd) (E
 }
 
 // Create implements Store with SET NX PX, which is atomic by itself.
-func (s *RedisStore) Create(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+func (s *Store) Create(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if ttl <= 0 {
-		return fmt.Errorf("session: redis create: %w", errBadRedisTTL)
+		return fmt.Errorf("redisstore: create: %w", errBadRedisTTL)
 	}
 	ok, err := s.client.SetNX(ctx, s.key(key), pack(1, data), time.Duration(pxMillis(ttl))*time.Millisecond).Result()
 	if err != nil {
-		return fmt.Errorf("session: redis create: %w", err)
+		return fmt.Errorf("redisstore: create: %w", err)
 	}
 	if !ok {
-		return ErrConflict
+		return storage.ErrConflict
 	}
 	return nil
 }
 
 // Update implements Store as a compare-and-set script on the version.
-func (s *RedisStore) Update(ctx context.Context, key string, version uint64, data []byte, ttl time.Duration) (uint64, error) {
+func (s *Store) Update(ctx context.Context, key string, version uint64, data []byte, ttl time.Duration) (uint64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if ttl <= 0 {
-		return 0, fmt.Errorf("session: redis update: %w", errBadRedisTTL)
+		return 0, fmt.Errorf("redisstore: update: %w", errBadRedisTTL)
 	}
 	next := version + 1
 	res, err := s.updateScript.Run(ctx, s.client, []string{s.key(key)},
 		strconv.FormatUint(version, 10), pack(next, data), pxMillis(ttl)).Int64()
 	if err != nil {
-		return 0, fmt.Errorf("session: redis update: %w", err)
+		return 0, fmt.Errorf("redisstore: update: %w", err)
 	}
 	switch res {
 	case 1:
 		return next, nil
 	case -1:
-		return 0, ErrConflict
+		return 0, storage.ErrConflict
 	default:
-		return 0, ErrNotFound
+		return 0, storage.ErrNotFound
 	}
 }
 
 // Touch implements Store with PEXPIRE, which does nothing to an absent key.
-func (s *RedisStore) Touch(ctx context.Context, key string, ttl time.Duration) error {
+func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if ttl <= 0 {
-		return fmt.Errorf("session: redis touch: %w", errBadRedisTTL)
+		return fmt.Errorf("redisstore: touch: %w", errBadRedisTTL)
 	}
 	ok, err := s.client.PExpire(ctx, s.key(key), time.Duration(pxMillis(ttl))*time.Millisecond).Result()
 	if err != nil {
-		return fmt.Errorf("session: redis touch: %w", err)
+		return fmt.Errorf("redisstore: touch: %w", err)
 	}
 	if !ok {
-		return ErrNotFound
+		return storage.ErrNotFound
 	}
 	return nil
 }
 
 // Delete implements Store.
-func (s *RedisStore) Delete(ctx context.Context, key string) error {
+func (s *Store) Delete(ctx context.Context, key string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := s.client.Del(ctx, s.key(key)).Err(); err != nil {
-		return fmt.Errorf("session: redis delete: %w", err)
+		return fmt.Errorf("redisstore: delete: %w", err)
 	}
 	return nil
 }
 
 // TryLock implements Locker with SET key owner NX PX ttl.
-func (s *RedisStore) TryLock(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+func (s *Store) TryLock(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if ttl <= 0 {
-		return false, fmt.Errorf("session: redis lock: %w", errBadRedisTTL)
+		return false, fmt.Errorf("redisstore: lock: %w", errBadRedisTTL)
 	}
 	ok, err := s.client.SetNX(ctx, s.key(key), owner, time.Duration(pxMillis(ttl))*time.Millisecond).Result()
 	if err != nil {
-		return false, fmt.Errorf("session: redis lock: %w", err)
+		return false, fmt.Errorf("redisstore: lock: %w", err)
 	}
 	return ok, nil
 }
 
-// Unlock implements Locker with a compare-and-delete script.
-func (s *RedisStore) Unlock(ctx context.Context, key, owner string) error {
-	if err := s.unlockScript.Run(ctx, s.client, []string{s.key(key)}, owner).Err(); err != nil {
-		return fmt.Errorf("session: redis unlock: %w", err)
-	}
-	return nil
-}
-
-// PutState implements StateStore with SET PX.
-func (s *RedisStore) PutState(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+// TryLockGet implements storage.LockReader: SET NX PX on the lock, then
+// GET and PTTL on the entry, in one pipeline. Redis runs a connection's
+// commands in order, so the entry is read after the lock was tried; the
+// two keys share a hash tag (one Cluster slot, one node).
+func (s *Store) TryLockGet(ctx context.Context, lockKey, owner string, ttl time.Duration, key string) (bool, storage.Entry, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if ttl <= 0 {
-		return fmt.Errorf("session: redis put state: %w", errBadRedisTTL)
+		return false, storage.Entry{}, fmt.Errorf("redisstore: lock: %w", errBadRedisTTL)
 	}
-	if err := s.client.Set(ctx, s.key(key), data, time.Duration(pxMillis(ttl))*time.Millisecond).Err(); err != nil {
-		return fmt.Errorf("session: redis put state: %w", err)
+	p := s.client.Pipeline()
+	lock := p.SetNX(ctx, s.key(lockKey), owner, time.Duration(pxMillis(ttl))*time.Millisecond)
+	k := s.key(key)
+	get := p.Get(ctx, k)
+	pttl := p.PTTL(ctx, k)
+	if _, err := p.Exec(ctx); err != nil && !isRedisReply(err) {
+		return false, storage.Entry{}, fmt.Errorf("redisstore: lock: %w", err)
+	}
+	locked, err := lock.Result()
+	if err != nil {
+		return false, storage.Entry{}, fmt.Errorf("redisstore: lock: %w", err)
+	}
+	e, err := s.getResult(get, pttl)
+	return locked, e, err
+}
+
+// Unlock implements Locker with a compare-and-delete script.
+func (s *Store) Unlock(ctx context.Context, key, owner string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.unlockScript.Run(ctx, s.client, []string{s.key(key)}, owner).Err(); err != nil {
+		return fmt.Errorf("redisstore: unlock: %w", err)
 	}
 	return nil
 }
 
-// TakeState implements StateStore with GETDEL (Redis 6.2+), so only one of
-// several concurrent callers gets the state.
-func (s *RedisStore) TakeState(ctx context.Context, key string) ([]byte, error) {
-	data, err := s.client.GetDel(ctx, s.key(key)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
-	}
+// Claimed implements Claimer with EXISTS.
+func (s *Store) Claimed(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	n, err := s.client.Exists(ctx, s.key(key)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("session: redis take state: %w", err)
+		return false, fmt.Errorf("redisstore: claimed: %w", err)
 	}
-	return data, nil
+	return n == 1, nil
+}
+
+// Claim implements Claimer with SET key 1 NX PX ttl: one atomic round
+// trip, and at most one caller sees true.
+func (s *Store) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if ttl <= 0 {
+		return false, fmt.Errorf("redisstore: claim: %w", errBadRedisTTL)
+	}
+	ok, err := s.client.SetNX(ctx, s.key(key), "1", time.Duration(pxMillis(ttl))*time.Millisecond).Result()
+	if err != nil {
+		return false, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	return ok, nil
 }
 
 // AddToIndex implements Indexer: SADD, and PEXPIRE only when it extends
 // the set's life.
-func (s *RedisStore) AddToIndex(ctx context.Context, index, member string, ttl time.Duration) error {
+func (s *Store) AddToIndex(ctx context.Context, index, member string, ttl time.Duration) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if ttl <= 0 {
-		return fmt.Errorf("session: redis index add: %w", errBadRedisTTL)
+		return fmt.Errorf("redisstore: index add: %w", errBadRedisTTL)
 	}
 	if err := s.indexScript.Run(ctx, s.client, []string{s.key(index)}, member, pxMillis(ttl)).Err(); err != nil {
-		return fmt.Errorf("session: redis index add: %w", err)
+		return fmt.Errorf("redisstore: index add: %w", err)
 	}
 	return nil
 }
 
 // IndexMembers implements Indexer. Members come sorted, as from
 // MemoryStore; an absent set gives nil.
-func (s *RedisStore) IndexMembers(ctx context.Context, index string) ([]string, error) {
+func (s *Store) IndexMembers(ctx context.Context, index string) ([]string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	members, err := s.client.SMembers(ctx, s.key(index)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("session: redis index members: %w", err)
+		return nil, fmt.Errorf("redisstore: index members: %w", err)
 	}
 	if len(members) == 0 {
 		return nil, nil
@@ -334,7 +373,9 @@ func (s *RedisStore) IndexMembers(ctx context.Context, index string) ([]string, 
 }
 
 // RemoveFromIndex implements Indexer with SREM.
-func (s *RedisStore) RemoveFromIndex(ctx context.Context, index string, members ...string) error {
+func (s *Store) RemoveFromIndex(ctx context.Context, index string, members ...string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if len(members) == 0 {
 		return nil
 	}
@@ -343,22 +384,24 @@ func (s *RedisStore) RemoveFromIndex(ctx context.Context, index string, members 
 		args[i] = m
 	}
 	if err := s.client.SRem(ctx, s.key(index), args...).Err(); err != nil {
-		return fmt.Errorf("session: redis index remove: %w", err)
+		return fmt.Errorf("redisstore: index remove: %w", err)
 	}
 	return nil
 }
 
 // Close fails the Gets waiting for a batch and stops batching; later Gets
 // fail. It does not close the client. Close is optional and idempotent.
-func (s *RedisStore) Close() error {
+func (s *Store) Close() error {
 	s.gets.close()
 	return nil
 }
 
-// Ping implements Backend.
-func (s *RedisStore) Ping(ctx context.Context) error {
+// Ping implements storage.Backend.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := s.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("session: redis ping: %w", err)
+		return fmt.Errorf("redisstore: ping: %w", err)
 	}
 	return nil
 }
