@@ -1,11 +1,18 @@
 package idp
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokenrelay/tokenrelay/secret"
 )
@@ -44,14 +51,21 @@ var reservedAuthParams = map[string]bool{
 // RFC 7636 PKCE): response_type=code, client_id, redirect_uri, scope
 // (space-separated, omitted when no scopes are configured), state, nonce
 // (oidc only), code_challenge=S256(verifier), code_challenge_method=S256,
-// then the configured AuthParams. Query parameters already in the
+// a resource (RFC 8707) for each of Resources, then the configured
+// AuthParams, then what req asks for: acr_values and max_age, and prompt
+// values added to the configured prompt. Query parameters already in the
 // authorization endpoint URL are kept.
-func (p *Provider) AuthCodeURL(state, nonce, verifier string) string {
+func (p *Provider) AuthCodeURL(state, nonce, verifier string, req LoginRequest) string {
 	u, err := url.Parse(p.authURL) // New checked it
 	if err != nil || p.authURL == "" {
 		return ""
 	}
-	q := u.Query()
+	u.RawQuery = p.authParams(u.Query(), state, nonce, verifier, req).Encode()
+	return u.String()
+}
+
+// authParams adds the parameters of an authorization request to q.
+func (p *Provider) authParams(q url.Values, state, nonce, verifier string, req LoginRequest) url.Values {
 	for k, v := range p.opts.AuthParams {
 		if !reservedAuthParams[k] {
 			q.Set(k, v)
@@ -71,15 +85,100 @@ func (p *Provider) AuthCodeURL(state, nonce, verifier string) string {
 	}
 	q.Set("code_challenge", challengeS256(verifier))
 	q.Set("code_challenge_method", "S256")
-	u.RawQuery = q.Encode()
-	return u.String()
+	for _, r := range p.opts.Resources {
+		if !slices.Contains(q["resource"], r) {
+			q.Add("resource", r)
+		}
+	}
+	prompt := q.Get("prompt")
+	req.Set(q)
+	if len(req.Prompt) > 0 {
+		q.Set("prompt", mergePrompt(prompt, req.Prompt))
+	}
+	return q
 }
 
+// AuthorizationURL is where a login sends the browser: the authorization
+// request URL (AuthCodeURL), or, when requests are pushed (RFC 9126), the
+// authorization endpoint with only client_id and the request_uri the
+// provider answered the pushed request with, so that no authorization
+// parameter travels through the browser. A pushed request that fails is
+// a *TokenError.
+func (p *Provider) AuthorizationURL(ctx context.Context, state, nonce, verifier string, req LoginRequest) (string, error) {
+	if p.parURL == "" {
+		return p.AuthCodeURL(state, nonce, verifier, req), nil
+	}
+	requestURI, err := p.pushAuthorization(ctx, p.authParams(url.Values{}, state, nonce, verifier, req))
+	if err != nil {
+		return "", fmt.Errorf("idp: pushed authorization request: %w", err)
+	}
+	u, err := url.Parse(p.authURL)
+	if err != nil {
+		return "", fmt.Errorf("idp: authorization endpoint: %w", err)
+	}
+	q := u.Query()
+	q.Set("client_id", p.opts.ClientID)
+	q.Set("request_uri", requestURI)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// pushAuthorization posts the authorization parameters to the pushed
+// authorization request endpoint, with client authentication, and returns
+// the request_uri it answers (RFC 9126 §2).
+func (p *Provider) pushAuthorization(ctx context.Context, params url.Values) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	req, err := p.formRequest(ctx, p.parURL, params)
+	if err != nil {
+		return "", err
+	}
+	resp, err := p.opts.HTTPClient.Do(req)
+	if err != nil {
+		return "", &TokenError{Err: sanitize(err)}
+	}
+	defer resp.Body.Close()
+	body, err := readCapped(resp.Body, p.opts.MaxResponseBytes)
+	te := &TokenError{Status: resp.StatusCode, Err: err, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), p.opts.Now())}
+	if err != nil {
+		return "", te
+	}
+	obj, err := decodeObject(body)
+	if err != nil {
+		te.Err = err
+		return "", te
+	}
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		te.Code, _ = obj["error"].(string)
+		te.Description, _ = obj["error_description"].(string)
+		return "", te
+	}
+	uri, _ := obj["request_uri"].(string)
+	if uri == "" {
+		te.Err = errors.New("the answer has no request_uri")
+		return "", te
+	}
+	return uri, nil
+}
+
+// maxLogoutHint bounds the logout_hint copied into the end-session URL.
+const maxLogoutHint = 1024
+
 // EndSessionURL is the OIDC RP-Initiated Logout 1.0 URL: the provider's
-// end_session_endpoint with id_token_hint (when non-empty),
-// post_logout_redirect_uri and state (when non-empty) and client_id. It is
-// "" when the provider has no end_session_endpoint.
-func (p *Provider) EndSessionURL(idTokenHint secret.String, postLogoutRedirectURI, state string) string {
+// end_session_endpoint with client_id, post_logout_redirect_uri and state
+// (each when non-empty), and logout_hint when the ID token carries a
+// login_hint claim. It is "" when the provider has no end_session_endpoint.
+//
+// The ID token itself is never put in the URL (no id_token_hint): the URL
+// goes through the browser, its history and the provider's access logs,
+// and tokens never reach the browser. RP-Initiated Logout 1.0 §2 lets
+// client_id identify the client instead, which the provider needs to check
+// post_logout_redirect_uri against the client's registered ones. What the
+// hint would add — naming the user, so the provider can skip asking — the
+// login_hint claim gives without a token: it is the provider's own opaque
+// value for exactly that (Microsoft Entra ID's optional claim, for one);
+// providers that do not issue it ask the user to confirm the logout.
+func (p *Provider) EndSessionURL(idToken secret.String, postLogoutRedirectURI, state string) string {
 	if p.endSessionURL == "" {
 		return ""
 	}
@@ -88,8 +187,8 @@ func (p *Provider) EndSessionURL(idTokenHint secret.String, postLogoutRedirectUR
 		return ""
 	}
 	q := u.Query()
-	if !idTokenHint.IsZero() {
-		q.Set("id_token_hint", idTokenHint.Reveal())
+	if hint := loginHint(idToken); hint != "" {
+		q.Set("logout_hint", hint)
 	}
 	if postLogoutRedirectURI != "" {
 		q.Set("post_logout_redirect_uri", postLogoutRedirectURI)
@@ -102,4 +201,25 @@ func (p *Provider) EndSessionURL(idTokenHint secret.String, postLogoutRedirectUR
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// loginHint returns the login_hint claim of a signed ID token, "" when it
+// has none (or is not a readable JWS). The token was verified at login and
+// comes from the sealed session record, so its payload is read without
+// checking the signature again.
+func loginHint(idToken secret.String) string {
+	if idToken.IsZero() {
+		return ""
+	}
+	var claims struct {
+		jwt.RegisteredClaims
+		LoginHint string `json:"login_hint"`
+	}
+	if _, _, err := jwt.NewParser().ParseUnverified(idToken.Reveal(), &claims); err != nil {
+		return ""
+	}
+	if len(claims.LoginHint) > maxLogoutHint {
+		return ""
+	}
+	return claims.LoginHint
 }

@@ -12,7 +12,7 @@ func BenchmarkParseTokenResponse(b *testing.B) {
 	body := `{"access_token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln","refresh_token":"rt-0123456789","id_token":"x.y.z","token_type":"Bearer","expires_in":300}`
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := p.parseTokenResponse(http.StatusOK, http.Header{}, strings.NewReader(body)); err != nil {
+		if _, err := p.parseTokenResponse(p.opts.Now(), http.StatusOK, http.Header{}, strings.NewReader(body)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -39,7 +39,13 @@ func BenchmarkVerifyIDToken(b *testing.B) {
 }
 
 func benchProvider(b *testing.B) *Provider {
-	p, err := New(context.Background(), Options{Type: TypeCustom, TokenEndpoint: "http://127.0.0.1:1/token", Now: fixedNow})
+	p, err := New(context.Background(), Options{
+		Type: TypeCustom, TokenEndpoint: "http://127.0.0.1:1/token", Now: fixedNow,
+		Custom: CustomOptions{
+			RefreshRequest: RequestTemplate{Body: map[string]string{"refreshToken": RefreshTokenPlaceholder}},
+			Mapping:        ResponseMapping{AccessToken: "access_token"},
+		},
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,41 +8,96 @@ import (
 	"strings"
 )
 
-// Capture reads a captured login answer (token capture for custom
-// backends, e.g. Xano's {"accessToken": ..., "refreshToken": ...,
-// "user": {...}}). It returns ok=false and no error when body is a JSON
-// object without the mapped access token; an error when body is not a JSON
-// object, is larger than MaxResponseBytes, or has token fields of the wrong
-// type. Otherwise it returns the token (lifetime as for token responses),
-// the identity (Subject mapping, else the access token's JWT sub), and body
-// with the access, refresh and ID token fields removed: everything else,
-// including the expires-in field, is kept in its original order and
-// spelling.
-func (p *Provider) Capture(body []byte) (tok *Token, id *Identity, stripped []byte, ok bool, err error) {
+// Captured is what Capture found in an answer that holds tokens.
+type Captured struct {
+	Token    *Token
+	Identity *Identity
+	// Body is the answer without the access, refresh and ID token fields:
+	// everything else, including the expires-in field, is kept in its
+	// original order and spelling.
+	Body []byte
+}
+
+// Capture reads an answer of a token-capture route (custom backends, e.g.
+// Xano's {"accessToken": ..., "refreshToken": ..., "user": {...}}). It is
+// built so that no token goes unnoticed, whatever the answer's status or
+// Content-Type:
+//
+//   - nil and no error only when body provably holds no token: a JSON
+//     object with no non-empty value at any mapped token path (access,
+//     refresh, ID token), or something else that names none of their
+//     fields;
+//   - an error when body may hold tokens Capture cannot use: larger than
+//     MaxResponseBytes; not a JSON object yet naming a token field (an
+//     array, an anti-XSSI prefix, JSON a stricter parser refuses); a token
+//     field of the wrong type; a refresh or ID token without the access
+//     token;
+//   - otherwise the token (lifetime as for token responses), the identity
+//     (Subject mapping, else the access token's JWT sub), and the body
+//     without the token fields.
+func (p *Provider) Capture(body []byte) (*Captured, error) {
 	if int64(len(body)) > p.opts.MaxResponseBytes {
-		return nil, nil, nil, false, fmt.Errorf("idp: capture: %w (over %d bytes)", errTooLarge, p.opts.MaxResponseBytes)
-	}
-	obj, err := decodeObject(body)
-	if err != nil {
-		return nil, nil, nil, false, fmt.Errorf("idp: capture: %w", err)
+		return nil, fmt.Errorf("idp: capture: %w (over %d bytes)", errTooLarge, p.opts.MaxResponseBytes)
 	}
 	m := p.opts.Custom.Mapping
+	obj, err := decodeObject(body)
+	if err != nil {
+		if p.namesTokenField(body) {
+			return nil, fmt.Errorf("idp: capture: %w, yet it names a token field", err)
+		}
+		return nil, nil
+	}
 	access, err := stringAt(obj, m.AccessToken)
 	if err != nil {
-		return nil, nil, nil, false, fmt.Errorf("idp: capture: %w", err)
+		return nil, fmt.Errorf("idp: capture: %w", err)
 	}
 	if access == "" {
-		return nil, nil, nil, false, nil
+		if err := tokensWithoutAccess(obj, m); err != nil {
+			return nil, fmt.Errorf("idp: capture: %w", err)
+		}
+		return nil, nil
 	}
-	tok, err = p.tokenFromObject(obj)
+	tok, err := p.tokenFromObject(obj)
 	if err != nil {
-		return nil, nil, nil, false, fmt.Errorf("idp: capture: %w", err)
+		return nil, fmt.Errorf("idp: capture: %w", err)
 	}
-	stripped, err = stripFields(body, []string{m.AccessToken, m.RefreshToken, m.IDToken})
+	stripped, err := stripFields(body, []string{m.AccessToken, m.RefreshToken, m.IDToken})
 	if err != nil {
-		return nil, nil, nil, false, fmt.Errorf("idp: capture: %w", err)
+		return nil, fmt.Errorf("idp: capture: %w", err)
 	}
-	return tok, p.identityFromToken(tok), stripped, true, nil
+	return &Captured{Token: tok, Identity: p.identityFromToken(tok), Body: stripped}, nil
+}
+
+// tokensWithoutAccess fails when an answer without an access token still
+// holds a refresh or ID token (or a token field of the wrong type).
+func tokensWithoutAccess(obj map[string]any, m ResponseMapping) error {
+	for _, path := range []string{m.RefreshToken, m.IDToken} {
+		s, err := stringAt(obj, path)
+		if err != nil {
+			return err
+		}
+		if s != "" {
+			return &FieldError{Field: m.AccessToken, Problem: "missing, while " + path + " holds a token"}
+		}
+	}
+	return nil
+}
+
+// namesTokenField reports whether body, which is not a JSON object, holds
+// the name of a mapped token field (its last path element) as a JSON
+// string: a lenient reader could still find the token there.
+func (p *Provider) namesTokenField(body []byte) bool {
+	m := p.opts.Custom.Mapping
+	for _, path := range []string{m.AccessToken, m.RefreshToken, m.IDToken} {
+		if path == "" {
+			continue
+		}
+		name := path[strings.LastIndexByte(path, '.')+1:]
+		if bytes.Contains(body, []byte(`"`+name+`"`)) {
+			return true
+		}
+	}
+	return false
 }
 
 // stripFields re-writes the JSON object in data without the members at the

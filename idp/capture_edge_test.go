@@ -24,13 +24,17 @@ func TestCaptureTypedErrors(t *testing.T) {
 		wantTooLarge bool
 		wantField    string // a *FieldError on this field
 	}{
-		{name: "HTML login page", body: `<!doctype html><title>Login</title>`, wantNotJSON: true},
 		{name: "JSON string", body: `"accessToken"`, wantNotJSON: true},
-		{name: "JSON null", body: `null`, wantNotJSON: true},
 		{name: "truncated", body: `{"accessToken":"at","user":{"id":`, wantNotJSON: true},
 		{name: "two objects", body: `{"accessToken":"a"}{"accessToken":"b"}`, wantNotJSON: true},
-		{name: "deeply nested", body: deep, wantNotJSON: true},
-		{name: "invalid UTF-8 around", body: "\xff\xfe{}", wantNotJSON: true},
+		{name: "array holding a login", body: `[{"accessToken":"a"}]`, wantNotJSON: true},
+		{name: "anti-XSSI prefix", body: ")]}',\n{\"accessToken\":\"a\"}", wantNotJSON: true},
+		{name: "byte order mark", body: "\xef\xbb\xbf{\"accessToken\":\"a\"}", wantNotJSON: true},
+		{name: "deeply nested token", body: `{"accessToken":"a","x":` + deep + `}`, wantNotJSON: true},
+		{name: "HTML echoing a refresh token", body: `<p>"refreshToken": "r"</p>`, wantNotJSON: true},
+		{name: "refresh token without access token", body: `{"refreshToken":"r","user":{"id":1}}`, wantField: "accessToken"},
+		{name: "refresh token without access token, wrong type", body: `{"refreshToken":1}`, wantField: "refreshToken"},
+		{name: "ID token without access token", body: `{"accessToken":"","id_token":"i"}`, wantField: "accessToken"},
 		{name: "huge", body: `{"accessToken":"at","pad":"` + strings.Repeat("x", 8<<20) + `"}`, wantTooLarge: true},
 		{name: "access token bool", body: `{"accessToken":true}`, wantField: "accessToken"},
 		{name: "access token array", body: `{"accessToken":["at"]}`, wantField: "accessToken"},
@@ -60,7 +64,8 @@ func TestCaptureTypedErrors(t *testing.T) {
 					o.Custom.Mapping = *tt.mapping
 				}
 			})
-			tok, id, stripped, ok, err := p.Capture([]byte(tt.body))
+			c, err := p.Capture([]byte(tt.body))
+			tok, id, stripped, ok := unpackCapture(c)
 			if err == nil || ok || tok != nil || id != nil || stripped != nil {
 				t.Fatalf("Capture() = %v, %v, %d bytes, ok=%v, err=%v; want only an error", tok, id, len(stripped), ok, err)
 			}
@@ -76,6 +81,36 @@ func TestCaptureTypedErrors(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), `"at"`) {
 				t.Errorf("error %q quotes a token value", err)
+			}
+		})
+	}
+}
+
+// TestCaptureNoTokens: an answer that provably holds no token is reported
+// as such (ok false, no error), so a capture route can relay it: what is
+// not a JSON object and names no token field, and a JSON object with no
+// token at a mapped path.
+func TestCaptureNoTokens(t *testing.T) {
+	deep := strings.Repeat(`{"a":`, 20000) + `1` + strings.Repeat(`}`, 20000)
+	for name, body := range map[string]string{
+		"HTML login page":          `<!doctype html><title>Login</title>`,
+		"empty":                    ``,
+		"JSON null":                `null`,
+		"JSON array of users":      `[{"id":1}]`,
+		"deeply nested":            deep,
+		"invalid UTF-8 around":     "\xff\xfe{}",
+		"error object":             `{"message":"Invalid Credentials."}`,
+		"null tokens":              `{"accessToken":null,"refreshToken":null,"id_token":null}`,
+		"empty tokens":             `{"accessToken":"","refreshToken":""}`,
+		"token name as a value":    `{"hint":"send accessToken"}`,
+		"token name in plain text": `use your accessToken`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := customProvider(t, func(o *Options) { o.MaxResponseBytes = 1 << 20 })
+			c, err := p.Capture([]byte(body))
+			tok, id, stripped, ok := unpackCapture(c)
+			if err != nil || ok || tok != nil || id != nil || stripped != nil {
+				t.Errorf("Capture() = %v, %v, %d bytes, ok=%v, err=%v; want nothing", tok, id, len(stripped), ok, err)
 			}
 		})
 	}
@@ -151,7 +186,8 @@ func TestCaptureFallbacks(t *testing.T) {
 					o.Custom.Mapping = *tt.mapping
 				}
 			})
-			tok, id, stripped, ok, err := p.Capture([]byte(tt.body))
+			c, err := p.Capture([]byte(tt.body))
+			tok, id, stripped, ok := unpackCapture(c)
 			if err != nil || !ok {
 				t.Fatalf("Capture() ok=%v err=%v, want a capture", ok, err)
 			}
@@ -161,7 +197,7 @@ func TestCaptureFallbacks(t *testing.T) {
 			if got := tok.RefreshToken.Reveal(); got != tt.wantRefresh {
 				t.Errorf("refresh token = %q, want %q", got, tt.wantRefresh)
 			}
-			if want := testNow.Add(tt.wantExpiry); !tok.Expiry.Equal(want) {
+			if want := lifetimeEnd(testNow, tt.wantExpiry); !tok.Expiry.Equal(want) {
 				t.Errorf("Expiry = %v, want %v", tok.Expiry, want)
 			}
 			if id.Subject != tt.wantSubject {
@@ -177,7 +213,7 @@ func TestCaptureFallbacks(t *testing.T) {
 func TestRefreshAnswerHugeNonJSON(t *testing.T) {
 	p := customProvider(t, func(o *Options) { o.MaxResponseBytes = 1 << 20 })
 	body := "<html>" + strings.Repeat("<p>maintenance</p>", 1<<18) // ~4.5 MiB
-	_, err := p.parseTokenResponse(http.StatusOK, http.Header{"Content-Type": {"text/html"}}, strings.NewReader(body))
+	_, err := p.parseTokenResponse(p.opts.Now(), http.StatusOK, http.Header{"Content-Type": {"text/html"}}, strings.NewReader(body))
 	var te *TokenError
 	if !errors.As(err, &te) || !errors.Is(err, errTooLarge) || te.Dead || !te.Temporary() {
 		t.Fatalf("parse error = %v, want a temporary, not dead *TokenError wrapping errTooLarge", err)

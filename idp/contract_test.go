@@ -9,6 +9,5 @@ import (
 // The consumers' interfaces, checked where the implementation lives.
 var (
 	_ proxy.Provider    = (*idp.Provider)(nil)
-	_ proxy.Readiness   = (*idp.Provider)(nil)
 	_ session.Refresher = (*idp.Provider)(nil)
 )

@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -45,7 +46,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, status int, retry string, body []byte) {
 		status = 100 + abs(status)%500
 		for _, p := range []*Provider{rfc, custom} {
-			tok, err := p.parseTokenResponse(status, http.Header{"Retry-After": {retry}}, strings.NewReader(string(body)))
+			tok, err := p.parseTokenResponse(p.opts.Now(), status, http.Header{"Retry-After": {retry}}, strings.NewReader(string(body)))
 			if err == nil {
 				if status < 200 || status > 299 {
 					t.Fatalf("status %d parsed as a token", status)
@@ -60,7 +61,8 @@ func FuzzParseTokenResponse(f *testing.F) {
 				}
 			}
 
-			tok, _, stripped, ok, err := p.Capture(body)
+			c, err := p.Capture(body)
+			tok, _, stripped, ok := unpackCapture(c)
 			if !ok {
 				continue
 			}
@@ -122,12 +124,14 @@ func FuzzVerifyLogoutToken(f *testing.F) {
 }
 
 func fuzzProvider(f *testing.F, m ResponseMapping) *Provider {
+	m.AccessToken = cmp.Or(m.AccessToken, "access_token") // the RFC 6749 name unless mapped
 	p, err := New(context.Background(), Options{
 		Type:             TypeCustom,
 		TokenEndpoint:    "http://127.0.0.1:1/token",
 		Now:              fixedNow,
 		MaxResponseBytes: 64 << 10,
 		Custom: CustomOptions{
+			RefreshRequest:  RequestTemplate{Body: map[string]string{"refreshToken": RefreshTokenPlaceholder}},
 			Mapping:         m,
 			DeadErrorField:  "code",
 			DeadErrorValues: []string{"ERROR_CODE_ACCESS_DENIED"},

@@ -149,7 +149,7 @@ func (p *Provider) parseSigned(ctx context.Context, raw string, extra ...jwt.Par
 		jwt.WithIssuer(p.opts.Issuer),
 		jwt.WithAudience(p.opts.ClientID),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(p.opts.ClockSkew),
+		jwt.WithLeeway(p.opts.clockSkew()),
 		jwt.WithTimeFunc(p.opts.Now),
 	}, extra...)
 	claims := jwt.MapClaims{}

@@ -264,6 +264,10 @@ func TestIdentifyOAuth2AndCustom(t *testing.T) {
 				o.AuthorizationEndpoint = op.url + "/authorize"
 				o.TokenEndpoint = op.url + "/token"
 				o.UserinfoEndpoint = ui
+				if tt.typ == TypeCustom {
+					o.Custom.RefreshRequest.Body = map[string]string{"refreshToken": RefreshTokenPlaceholder}
+					o.Custom.Mapping.AccessToken = "access_token"
+				}
 			})
 			id, err := p.Identify(context.Background(), tt.tok, "")
 			if tt.wantErr != "" {

@@ -59,7 +59,7 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*LogoutTo
 		return nil, errors.New("no iat")
 	}
 	now := p.opts.Now()
-	oldest := now.Add(-p.opts.LogoutTokenMaxAge - p.opts.ClockSkew)
+	oldest := now.Add(-p.opts.LogoutTokenMaxAge - p.opts.clockSkew())
 	if iat.Before(oldest) {
 		return nil, errors.New("iat too old")
 	}
@@ -87,7 +87,7 @@ func (p *Provider) verifyLogoutToken(ctx context.Context, raw string) (*LogoutTo
 	}
 	// Past iat+max age+skew the token is refused as too old anyway, so
 	// the jti need not be remembered longer.
-	until := iat.Add(p.opts.LogoutTokenMaxAge + p.opts.ClockSkew)
+	until := iat.Add(p.opts.LogoutTokenMaxAge + p.opts.clockSkew())
 	if !p.replay.add(jti, until, now) {
 		return nil, ErrReplayedLogoutToken
 	}

@@ -91,6 +91,7 @@ type testOP struct {
 	token     http.HandlerFunc
 	revoke    http.HandlerFunc
 	userinfo  http.HandlerFunc
+	par       http.HandlerFunc
 
 	discoveryFetches atomic.Int64
 	jwksFetches      atomic.Int64
@@ -110,7 +111,7 @@ func newTestOP(t *testing.T) *testOP {
 func newTestOPInMemory(t testing.TB) *testOP {
 	t.Helper()
 	op, mux := newTestOPHandler(t)
-	op.url = "http://op.test"
+	op.url = "https://op.test"
 	op.client = &http.Client{Transport: handlerTransport{mux}}
 	return op
 }
@@ -164,7 +165,7 @@ func newTestOPHandler(t testing.TB) (*testOP, *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
 	})
-	for path, h := range map[string]*http.HandlerFunc{"/token": &op.token, "/revoke": &op.revoke, "/userinfo": &op.userinfo} {
+	for path, h := range map[string]*http.HandlerFunc{"/token": &op.token, "/revoke": &op.revoke, "/userinfo": &op.userinfo, "/par": &op.par} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			op.mu.Lock()
 			fn := *h
@@ -195,7 +196,7 @@ func (op *testOP) options() Options {
 		AuthMethod:   AuthMethodBasic,
 		Scopes:       []string{"openid", "offline_access"},
 		RedirectURL:  "https://app.example/.auth/callback",
-		ClockSkew:    time.Minute,
+		ClockSkew:    new(time.Minute),
 		Claims:       []string{"sub", "email", "name"},
 		HTTPClient:   op.client,
 		Now:          fixedNow,

@@ -68,12 +68,12 @@ func TestNewDiscovery(t *testing.T) {
 		{
 			name:    "basic without secret",
 			mutate:  func(o *Options, url string) { o.ClientSecret = "" },
-			wantErr: "needs a client secret",
+			wantErr: "client_secret: required with provider.auth_method client_secret_basic",
 		},
 		{
 			name:    "unknown auth method",
-			mutate:  func(o *Options, url string) { o.AuthMethod = "private_key_jwt" },
-			wantErr: "auth method",
+			mutate:  func(o *Options, url string) { o.AuthMethod = "client_secret_jwt" },
+			wantErr: `auth_method: must be one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none (got "client_secret_jwt")`,
 		},
 	}
 	for _, tt := range tests {
@@ -133,8 +133,8 @@ func TestNewOAuth2NeedsNoDiscovery(t *testing.T) {
 	}
 
 	_, err := New(context.Background(), Options{Type: TypeOAuth2, ClientID: "c", TokenEndpoint: op.url + "/token"})
-	if err == nil || !strings.Contains(err.Error(), "no authorization endpoint") {
-		t.Errorf("New(oauth2 without authorization endpoint) error = %v, want no authorization endpoint", err)
+	if err == nil || !strings.Contains(err.Error(), "authorization_endpoint: required with provider.type oauth2") {
+		t.Errorf("New(oauth2 without authorization endpoint) error = %v, want authorization_endpoint required", err)
 	}
 }
 

@@ -8,15 +8,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/tokenrelay/tokenrelay/secret"
 )
 
 // Exchange trades an authorization code for tokens (RFC 6749 §4.1.3 with the
 // RFC 7636 code_verifier), authenticating the client with the configured
-// method. Errors from the token endpoint are *TokenError.
+// method. With DPoP it makes the session's key (Token.DPoPKey) and proves
+// the request with it; the tokens must come back bound to it. Errors from
+// the token endpoint are *TokenError.
 func (p *Provider) Exchange(ctx context.Context, code, verifier string) (*Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
@@ -27,25 +31,40 @@ func (p *Provider) Exchange(ctx context.Context, code, verifier string) (*Token,
 		form.Set("redirect_uri", p.opts.RedirectURL)
 	}
 	form.Set("code_verifier", verifier)
-	req, err := p.formRequest(ctx, p.tokenURL, form)
-	if err != nil {
-		return nil, fmt.Errorf("idp: exchange: %w", err)
+	var key *DPoPKey
+	if p.opts.DPoP {
+		var err error
+		if key, err = NewDPoPKey(); err != nil {
+			return nil, err
+		}
 	}
-	return p.tokenCall(req)
+	tok, err := p.postToken(ctx, form, key, true)
+	if err != nil {
+		return nil, err
+	}
+	tok.DPoPKey = key
+	return tok, nil
 }
 
-// Refresh trades a refresh token for a fresh access token. oidc and oauth2
-// providers get RFC 6749 §6 (form POST, grant_type=refresh_token,
-// TokenParams, client authentication); custom providers get their request
-// template. The answer goes through the response mapping. A response
-// without a refresh token leaves Token.RefreshToken empty: the caller keeps
-// the one it has.
+// Refresh trades a refresh token for a fresh access token of the login's
+// own audience, without DPoP: RefreshTarget with only the refresh token.
+func (p *Provider) Refresh(ctx context.Context, refreshToken secret.String) (*Token, error) {
+	return p.RefreshTarget(ctx, RefreshRequest{RefreshToken: refreshToken})
+}
+
+// RefreshTarget trades a refresh token for a fresh access token. oidc and
+// oauth2 providers get RFC 6749 §6 (form POST, grant_type=refresh_token,
+// TokenParams, client authentication), with the target's resource (RFC
+// 8707) and scope when it names them, proved with the DPoP key when there
+// is one; custom providers get their request template. The answer goes
+// through the response mapping. A response without a refresh token leaves
+// Token.RefreshToken empty: the caller keeps the one it has.
 //
 // Errors are *TokenError: Dead (errors.Is(err, ErrInvalidGrant)) means the
 // refresh token is spent or revoked; Temporary means try again later. The
 // call is bounded by ctx's deadline, or by Timeout when ctx has none.
-func (p *Provider) Refresh(ctx context.Context, refreshToken secret.String) (*Token, error) {
-	if refreshToken.IsZero() {
+func (p *Provider) RefreshTarget(ctx context.Context, r RefreshRequest) (*Token, error) {
+	if r.RefreshToken.IsZero() {
 		return nil, &TokenError{Dead: true, Err: errors.New("no refresh token")}
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -53,20 +72,24 @@ func (p *Provider) Refresh(ctx context.Context, refreshToken secret.String) (*To
 		ctx, cancel = context.WithTimeout(ctx, p.opts.Timeout)
 		defer cancel()
 	}
-	var req *http.Request
-	var err error
 	if p.opts.Type == TypeCustom {
-		req, err = p.customRefreshRequest(ctx, refreshToken)
-	} else {
-		form := p.tokenParams()
-		form.Set("grant_type", "refresh_token")
-		form.Set("refresh_token", refreshToken.Reveal())
-		req, err = p.formRequest(ctx, p.tokenURL, form)
+		if !r.Target.IsZero() || r.DPoP != nil {
+			return nil, errors.New("idp: refresh: a custom provider's refresh request has no resource, scope or DPoP")
+		}
+		req, err := p.customRefreshRequest(ctx, r.RefreshToken)
+		if err != nil {
+			return nil, fmt.Errorf("idp: refresh: %w", err)
+		}
+		return p.tokenCall(req)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("idp: refresh: %w", err)
-	}
-	return p.tokenCall(req)
+	form := p.tokenParams()
+	form.Set("grant_type", "refresh_token")
+	form.Set("refresh_token", r.RefreshToken.Reveal())
+	r.Target.setOn(form)
+	// A refresh answer is taken whatever its token type: its refresh
+	// token may be the only live one, and is saved; a token the provider
+	// did not bind is then refused by the upstream, not lost.
+	return p.postToken(ctx, form, r.DPoP, false)
 }
 
 // Revoke revokes a refresh token (RFC 7009 §2.1: form POST token,
@@ -116,33 +139,6 @@ func (p *Provider) tokenParams() url.Values {
 		form.Set(k, v)
 	}
 	return form
-}
-
-// formRequest builds a form POST authenticated with the configured client
-// authentication method, and with it only: the credentials appear exactly
-// once, in the place the method says.
-func (p *Provider) formRequest(ctx context.Context, endpoint string, form url.Values) (*http.Request, error) {
-	switch p.opts.AuthMethod {
-	case AuthMethodPost:
-		form.Set("client_id", p.opts.ClientID)
-		form.Set("client_secret", p.opts.ClientSecret.Reveal())
-	case AuthMethodNone:
-		if p.opts.ClientID != "" {
-			form.Set("client_id", p.opts.ClientID)
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if p.opts.AuthMethod == AuthMethodBasic {
-		// RFC 6749 §2.3.1: id and secret are form-url-encoded before
-		// they are put in the Basic credentials.
-		req.SetBasicAuth(url.QueryEscape(p.opts.ClientID), url.QueryEscape(p.opts.ClientSecret.Reveal()))
-	}
-	return req, nil
 }
 
 // customRefreshRequest fills a custom provider's request template.
@@ -195,6 +191,9 @@ func (p *Provider) customRefreshRequest(ctx context.Context, refreshToken secret
 		req.Header.Set("Content-Type", contentType)
 	}
 	for k, v := range t.Headers {
+		req.Header.Set(k, fill(v))
+	}
+	for k, v := range t.SecretHeaders {
 		req.Header.Set(k, fill(v.Reveal()))
 	}
 	return req, nil
@@ -202,22 +201,55 @@ func (p *Provider) customRefreshRequest(ctx context.Context, refreshToken secret
 
 // tokenCall sends a token request and parses the answer.
 func (p *Provider) tokenCall(req *http.Request) (*Token, error) {
+	tok, _, err := p.send(req)
+	return tok, err
+}
+
+// send sends a token request and parses the answer, whose header it
+// returns too (nil when none came).
+func (p *Provider) send(req *http.Request) (*Token, http.Header, error) {
+	var w wireTrace
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), w.trace()))
+	start := p.opts.Now()
 	resp, err := p.opts.HTTPClient.Do(req)
 	if err != nil {
-		return nil, &TokenError{Err: sanitize(err)}
+		return nil, nil, &TokenError{Err: sanitize(err), Sent: w.sent()}
 	}
 	defer resp.Body.Close()
-	tok, err := p.parseTokenResponse(resp.StatusCode, resp.Header, resp.Body)
+	tok, err := p.parseTokenResponse(start, resp.StatusCode, resp.Header, resp.Body)
 	if err != nil {
 		var te *TokenError
 		if errors.As(err, &te) {
 			p.opts.Logger.DebugContext(req.Context(), "idp: token endpoint refused",
 				"status", te.Status, "code", te.Code, "dead", te.Dead, "temporary", te.Temporary())
 		}
-		return nil, err
+		return nil, resp.Header, err
 	}
-	return tok, nil
+	return tok, resp.Header, nil
 }
+
+// wireTrace tells whether a request reached the server: written in full on
+// a connection. A request that failed before (no connection, a failed
+// write) cannot have been acted on; one written and then unanswered may
+// have been. A transport that reports no connection events at all is
+// assumed to have sent it. Safe for concurrent use.
+type wireTrace struct {
+	asked, wrote atomic.Bool
+}
+
+func (w *wireTrace) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GetConn: func(string) { w.asked.Store(true) },
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				w.wrote.Store(true)
+			}
+		},
+	}
+}
+
+// sent reports whether the request may have reached the server.
+func (w *wireTrace) sent() bool { return w.wrote.Load() || !w.asked.Load() }
 
 // sanitize drops the URL from a *url.Error: a custom GET refresh request
 // carries the refresh token in its query, and errors end up in logs.

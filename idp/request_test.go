@@ -124,8 +124,8 @@ func TestRefreshCustomTemplate(t *testing.T) {
 		{
 			name: "json",
 			tmpl: RequestTemplate{
-				Body:    map[string]string{"refreshToken": "{{refresh_token}}", "app": "web"},
-				Headers: map[string]secret.String{"X-Api-Key": "k-1"},
+				Body:          map[string]string{"refreshToken": "{{refresh_token}}", "app": "web"},
+				SecretHeaders: map[string]secret.String{"X-Api-Key": "k-1"},
 			},
 			wantMethod:  http.MethodPost,
 			wantType:    "application/json",
@@ -138,7 +138,7 @@ func TestRefreshCustomTemplate(t *testing.T) {
 				Method:  "put",
 				Format:  FormatForm,
 				Body:    map[string]string{"token": "{{refresh_token}}", "kind": "refresh"},
-				Headers: map[string]secret.String{"Authorization": "Refresh {{refresh_token}}"},
+				Headers: map[string]string{"Authorization": "Refresh {{refresh_token}}"},
 			},
 			wantMethod:  http.MethodPut,
 			wantType:    "application/x-www-form-urlencoded",
@@ -281,9 +281,12 @@ func customProvider(t *testing.T, mutate func(*Options)) *Provider {
 		Type:          TypeCustom,
 		TokenEndpoint: "http://127.0.0.1:1/token",
 		Now:           fixedNow,
-		Custom: CustomOptions{Mapping: ResponseMapping{
-			AccessToken: "accessToken", RefreshToken: "refreshToken", ExpiresIn: "expiresIn", Subject: "user.id",
-		}},
+		Custom: CustomOptions{
+			RefreshRequest: RequestTemplate{Body: map[string]string{"refreshToken": RefreshTokenPlaceholder}},
+			Mapping: ResponseMapping{
+				AccessToken: "accessToken", RefreshToken: "refreshToken", ExpiresIn: "expiresIn", Subject: "user.id",
+			},
+		},
 	}
 	if mutate != nil {
 		mutate(&o)

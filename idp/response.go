@@ -38,13 +38,20 @@ func (e *FieldError) Error() string {
 // errNotJSON says an answer was not a JSON object.
 var errNotJSON = errors.New("answer is not a JSON object")
 
-// parseTokenResponse turns one token endpoint answer into a Token. It is
-// the single reader of token answers behind Exchange and Refresh (Capture
-// shares tokenFromObject). Every failure is a *TokenError carrying the
-// status, so callers can tell a dead refresh token (Dead, errors.Is
-// ErrInvalidGrant) from a transient failure (Temporary) from a client error.
-func (p *Provider) parseTokenResponse(status int, header http.Header, body io.Reader) (*Token, error) {
-	te := &TokenError{Status: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), p.opts.Now())}
+// maxExpirySkew is taken off every access token's expiry (a quarter of the
+// lifetime at most), so a token is not forwarded in the last moment of its
+// life, when the upstream's clock or the time on the wire would make it
+// expired on arrival.
+const maxExpirySkew = time.Second
+
+// parseTokenResponse turns one token endpoint answer, to a request sent at
+// start, into a Token. It is the single reader of token answers behind
+// Exchange and Refresh (Capture shares tokenFromObject). Every failure is a
+// *TokenError carrying the status, so callers can tell a dead refresh token
+// (Dead, errors.Is ErrInvalidGrant) from a transient failure (Temporary)
+// from a refusal of the client (errors.Is ErrClientRejected).
+func (p *Provider) parseTokenResponse(start time.Time, status int, header http.Header, body io.Reader) (*Token, error) {
+	te := &TokenError{Status: status, Sent: true, RetryAfter: parseRetryAfter(header.Get("Retry-After"), p.opts.Now())}
 	b, err := readCapped(body, p.opts.MaxResponseBytes)
 	if err != nil {
 		te.Err = err
@@ -73,7 +80,7 @@ func (p *Provider) parseTokenResponse(status int, header http.Header, body io.Re
 		// A 2xx carrying an error object (some providers do this).
 		return nil, te
 	}
-	tok, err := p.tokenFromObject(obj)
+	tok, err := p.tokenFromObjectAt(obj, start)
 	if err != nil {
 		te.Err = err
 		return nil, te
@@ -81,15 +88,17 @@ func (p *Provider) parseTokenResponse(status int, header http.Header, body io.Re
 	return tok, nil
 }
 
-// deadStatus applies the custom dead-status rule.
+// deadStatus applies the custom dead-status rule. RFC 6749 providers have
+// one sign of a dead refresh token, invalid_grant: a 400 or 401 without it
+// is the provider refusing the client or the request, never the token.
 func (p *Provider) deadStatus(status int) bool {
-	return slices.Contains(p.opts.Custom.DeadStatuses, status)
+	return p.opts.Type == TypeCustom && slices.Contains(p.opts.Custom.DeadStatuses, status)
 }
 
 // deadField applies the custom dead-error-field rule.
 func (p *Provider) deadField(obj map[string]any) bool {
 	c := p.opts.Custom
-	if c.DeadErrorField == "" || obj == nil {
+	if p.opts.Type != TypeCustom || c.DeadErrorField == "" || obj == nil {
 		return false
 	}
 	v, ok := lookup(obj, c.DeadErrorField)
@@ -128,13 +137,16 @@ func decodeObject(b []byte) (map[string]any, error) {
 	return obj, nil
 }
 
-// tokenFromObject applies the response mapping to a decoded answer. The
-// access token's lifetime is, in order: the expires-in field, the access
-// token's JWT exp (read unverified: it only schedules the next refresh),
-// AccessTokenLifetime.
+// tokenFromObject applies the response mapping to an answer received now.
 func (p *Provider) tokenFromObject(obj map[string]any) (*Token, error) {
+	return p.tokenFromObjectAt(obj, p.opts.Now())
+}
+
+// tokenFromObjectAt applies the response mapping to a decoded answer to a
+// request sent at start. See accessExpiry for the access token's expiry.
+func (p *Provider) tokenFromObjectAt(obj map[string]any, start time.Time) (*Token, error) {
 	m := p.opts.Custom.Mapping
-	now := p.opts.Now()
+	now := start
 	access, err := stringAt(obj, m.AccessToken)
 	if err != nil {
 		return nil, err
@@ -165,19 +177,7 @@ func (p *Provider) tokenFromObject(obj map[string]any) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case ok:
-		tok.Expiry = now.Add(expiresIn)
-	default:
-		if exp, ok := jwtExpiry(access); ok {
-			tok.Expiry = exp
-			if limit := now.Add(maxSeconds * time.Second); exp.After(limit) {
-				tok.Expiry = limit
-			}
-		} else {
-			tok.Expiry = now.Add(p.opts.AccessTokenLifetime)
-		}
-	}
+	tok.Expiry = p.accessExpiry(access, start, expiresIn, ok)
 	refreshIn, ok, err := secondsAt(obj, "refresh_expires_in")
 	if err != nil {
 		return nil, err
@@ -201,6 +201,38 @@ func (p *Provider) tokenFromObject(obj map[string]any) (*Token, error) {
 		}
 	}
 	return tok, nil
+}
+
+// accessExpiry is when an access token received for a request sent at
+// start stops being used: the earliest of start + expires-in (when the
+// answer has it) and the token's JWT exp (read unverified: it only
+// schedules the next refresh), else start + AccessTokenLifetime; less a
+// skew of a second (a quarter of the lifetime at most). The time the answer
+// took to arrive is already part of the token's life, and a JWT's exp is in
+// whole seconds, so either alone can be later than the real end.
+func (p *Provider) accessExpiry(access string, start time.Time, expiresIn time.Duration, hasExpiresIn bool) time.Time {
+	var end time.Time
+	if hasExpiresIn {
+		end = start.Add(expiresIn)
+	}
+	if exp, ok := jwtExpiry(access); ok && (end.IsZero() || exp.Before(end)) {
+		end = exp
+		if limit := start.Add(maxSeconds * time.Second); end.After(limit) {
+			end = limit
+		}
+	}
+	if end.IsZero() {
+		end = start.Add(p.opts.AccessTokenLifetime)
+	}
+	return end.Add(-expirySkew(end.Sub(start)))
+}
+
+// expirySkew is what accessExpiry takes off a lifetime.
+func expirySkew(lifetime time.Duration) time.Duration {
+	if lifetime <= 0 {
+		return 0
+	}
+	return min(maxExpirySkew, lifetime/4)
 }
 
 // lookup follows a dotted path through nested JSON objects. A JSON null

@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -23,11 +24,16 @@ func TestRefreshErrors(t *testing.T) {
 		wantCode      string
 		wantDead      bool
 		wantTemporary bool
+		wantRejected  bool // errors.Is ErrClientRejected: the client, not the token
+		wantUnknown   bool // OutcomeUnknown: the provider said yes to something unreadable
 		wantRetry     time.Duration
 		wantField     string // a *FieldError for this field inside
+		deadStatuses  []int  // provider.custom.dead_statuses, when set
 	}{
 		{name: "invalid_grant", status: 400, header: jsonCT, body: `{"error":"invalid_grant","error_description":"token reused"}`, wantCode: "invalid_grant", wantDead: true},
-		{name: "invalid_client", status: 401, header: jsonCT, body: `{"error":"invalid_client"}`, wantCode: "invalid_client"},
+		{name: "invalid_client", status: 401, header: jsonCT, body: `{"error":"invalid_client"}`, wantCode: "invalid_client", wantRejected: true},
+		{name: "unauthorized_client", status: 400, header: jsonCT, body: `{"error":"unauthorized_client"}`, wantCode: "unauthorized_client", wantRejected: true},
+		{name: "oidc ignores dead_statuses", status: 401, header: jsonCT, body: `{"error":"invalid_client"}`, deadStatuses: []int{400, 401, 403}, wantCode: "invalid_client", wantRejected: true},
 		{name: "503", status: 503, body: `<html>down</html>`, wantTemporary: true},
 		{name: "temporarily_unavailable", status: 400, header: jsonCT, body: `{"error":"temporarily_unavailable"}`, wantCode: "temporarily_unavailable", wantTemporary: true},
 		{name: "429 with Retry-After seconds", status: 429, header: map[string]string{"Retry-After": "30"}, body: `{}`, wantTemporary: true, wantRetry: 30 * time.Second},
@@ -36,21 +42,22 @@ func TestRefreshErrors(t *testing.T) {
 			header:        map[string]string{"Retry-After": testNow.Add(90 * time.Second).Format(http.TimeFormat)},
 			wantTemporary: true, wantRetry: 90 * time.Second,
 		},
-		{name: "200 HTML", status: 200, header: map[string]string{"Content-Type": "text/html"}, body: `<!doctype html><p>login</p>`, wantTemporary: true},
-		{name: "200 not an object", status: 200, body: `["access_token"]`, wantTemporary: true},
-		{name: "200 trailing garbage", status: 200, body: `{"access_token":"a"} x`, wantTemporary: true},
-		{name: "200 oversized", status: 200, body: `{"access_token":"` + strings.Repeat("a", 2000) + `"}`, wantTemporary: true},
+		{name: "200 HTML", status: 200, header: map[string]string{"Content-Type": "text/html"}, body: `<!doctype html><p>login</p>`, wantTemporary: true, wantUnknown: true},
+		{name: "200 not an object", status: 200, body: `["access_token"]`, wantTemporary: true, wantUnknown: true},
+		{name: "200 trailing garbage", status: 200, body: `{"access_token":"a"} x`, wantTemporary: true, wantUnknown: true},
+		{name: "200 oversized", status: 200, body: `{"access_token":"` + strings.Repeat("a", 2000) + `"}`, wantTemporary: true, wantUnknown: true},
 		{name: "200 error object", status: 200, body: `{"error":"invalid_grant"}`, wantCode: "invalid_grant", wantDead: true},
-		{name: "200 without access token", status: 200, body: `{"token_type":"Bearer"}`, wantTemporary: true, wantField: "access_token"},
-		{name: "200 access token a number", status: 200, body: `{"access_token":12}`, wantTemporary: true, wantField: "access_token"},
-		{name: "400 not JSON", status: 400, body: `bad request`},
-		{name: "oidc 401 without code is not dead", status: 401, body: `{}`},
+		{name: "200 without access token", status: 200, body: `{"token_type":"Bearer"}`, wantTemporary: true, wantUnknown: true, wantField: "access_token"},
+		{name: "200 access token a number", status: 200, body: `{"access_token":12}`, wantTemporary: true, wantUnknown: true, wantField: "access_token"},
+		{name: "400 not JSON", status: 400, body: `bad request`, wantRejected: true},
+		{name: "oidc 401 without code is not dead", status: 401, body: `{}`, wantRejected: true},
 		{name: "custom 401 dead", custom: true, status: 401, body: `{"message":"Unauthorized"}`, wantDead: true},
 		{name: "custom 403 HTML dead", custom: true, status: 403, body: `<html>no</html>`, wantDead: true},
 		{name: "custom 500 temporary", custom: true, status: 500, body: `{"message":"oops"}`, wantTemporary: true},
 		{name: "custom error field dead", custom: true, status: 422, body: `{"code":"ERROR_CODE_ACCESS_DENIED","message":"expired"}`, wantDead: true},
 		{name: "custom error field in a 200", custom: true, status: 200, body: `{"payload":{"reason":"revoked"}}`, wantDead: true},
-		{name: "custom other error field value", custom: true, status: 422, body: `{"code":"ERROR_FATAL"}`},
+		{name: "custom other error field value", custom: true, status: 422, body: `{"code":"ERROR_FATAL"}`, wantRejected: true},
+		{name: "custom 404: a wrong endpoint", custom: true, status: 404, body: `not found`, wantRejected: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +77,9 @@ func TestRefreshErrors(t *testing.T) {
 				}
 			} else {
 				p = op.provider(func(o *Options) { o.MaxResponseBytes = 1000 })
+				// Validate refuses dead statuses for oidc; set anyway, the
+				// refresh path must still ignore them.
+				p.opts.Custom.DeadStatuses = tt.deadStatuses
 			}
 			tok, err := p.Refresh(context.Background(), "rt")
 			var te *TokenError
@@ -88,6 +98,15 @@ func TestRefreshErrors(t *testing.T) {
 			if got := te.Temporary(); got != tt.wantTemporary {
 				t.Errorf("Temporary() = %v, want %v (err %v)", got, tt.wantTemporary, err)
 			}
+			if got := errors.Is(err, ErrClientRejected); got != tt.wantRejected || te.ClientRejected() != tt.wantRejected {
+				t.Errorf("errors.Is(ErrClientRejected) = %v, want %v", got, tt.wantRejected)
+			}
+			if !te.Sent {
+				t.Errorf("Sent = false for an answered request")
+			}
+			if got := te.OutcomeUnknown(); got != tt.wantUnknown {
+				t.Errorf("OutcomeUnknown() = %v, want %v", got, tt.wantUnknown)
+			}
 			if te.RetryAfter != tt.wantRetry {
 				t.Errorf("RetryAfter = %v, want %v", te.RetryAfter, tt.wantRetry)
 			}
@@ -101,6 +120,7 @@ func TestRefreshErrors(t *testing.T) {
 
 func TestTokenMapping(t *testing.T) {
 	jwtAccess := unsignedJWT(t, jwt.MapClaims{"sub": "jwt-user", "exp": testNow.Add(20 * time.Minute).Unix()})
+	jwtMinute := unsignedJWT(t, jwt.MapClaims{"sub": "jwt-user", "exp": testNow.Add(time.Minute).Unix()})
 	tests := []struct {
 		name    string
 		mapping ResponseMapping
@@ -144,9 +164,19 @@ func TestTokenMapping(t *testing.T) {
 			wantAccess: jwtAccess, wantExpiry: 20 * time.Minute,
 		},
 		{
-			name:       "expires_in wins over JWT exp",
+			name:       "expires_in earlier than the JWT exp",
 			body:       `{"access_token":"` + jwtAccess + `","expires_in":90}`,
 			wantAccess: jwtAccess, wantExpiry: 90 * time.Second,
+		},
+		{
+			name:       "JWT exp earlier than expires_in",
+			body:       `{"access_token":"` + jwtAccess + `","expires_in":3600}`,
+			wantAccess: jwtAccess, wantExpiry: 20 * time.Minute,
+		},
+		{
+			name:       "JWT exp in whole seconds, before start + expires_in",
+			body:       `{"access_token":"` + jwtMinute + `","expires_in":60.9}`,
+			wantAccess: jwtMinute, wantExpiry: time.Minute,
 		},
 		{
 			name:       "zero expires_in falls through",
@@ -176,8 +206,12 @@ func TestTokenMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := customProvider(t, func(o *Options) { o.Custom.Mapping = tt.mapping })
-			tok, err := p.parseTokenResponse(http.StatusOK, http.Header{}, strings.NewReader(tt.body))
+			p := customProvider(t, func(o *Options) {
+				// The RFC 6749 names, unless the case maps its own.
+				o.Custom.Mapping = tt.mapping
+				o.Custom.Mapping.AccessToken = cmp.Or(tt.mapping.AccessToken, "access_token")
+			})
+			tok, err := p.parseTokenResponse(p.opts.Now(), http.StatusOK, http.Header{}, strings.NewReader(tt.body))
 			if tt.wantField != "" {
 				var fe *FieldError
 				if !errors.As(err, &fe) || fe.Field != tt.wantField {
@@ -191,7 +225,7 @@ func TestTokenMapping(t *testing.T) {
 			if tok.AccessToken.Reveal() != tt.wantAccess || tok.RefreshToken.Reveal() != tt.wantRefresh || tok.IDToken.Reveal() != tt.wantID {
 				t.Errorf("tokens = %q %q %q, want %q %q %q", tok.AccessToken.Reveal(), tok.RefreshToken.Reveal(), tok.IDToken.Reveal(), tt.wantAccess, tt.wantRefresh, tt.wantID)
 			}
-			if want := testNow.Add(tt.wantExpiry); !tok.Expiry.Equal(want) {
+			if want := lifetimeEnd(testNow, tt.wantExpiry); !tok.Expiry.Equal(want) {
 				t.Errorf("Expiry = %v, want %v", tok.Expiry, want)
 			}
 			var wantRefreshExpiry time.Time
@@ -212,7 +246,7 @@ func TestParseHugeBody(t *testing.T) {
 	p := customProvider(t, func(o *Options) { o.MaxResponseBytes = 64 << 10 })
 	// Far larger than the cap: the reader must stop at the cap.
 	r := &countingReader{left: 64 << 20}
-	_, err := p.parseTokenResponse(http.StatusOK, http.Header{}, r)
+	_, err := p.parseTokenResponse(p.opts.Now(), http.StatusOK, http.Header{}, r)
 	var te *TokenError
 	if !errors.As(err, &te) || !errors.Is(err, errTooLarge) || !te.Temporary() {
 		t.Fatalf("parse error = %v, want a temporary *TokenError wrapping errTooLarge", err)
@@ -239,6 +273,26 @@ func TestRetryAfter(t *testing.T) {
 	for _, tt := range tests {
 		if got := parseRetryAfter(tt.in, testNow); got != tt.want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// lifetimeEnd is the expiry tokenrelay gives a token that lives d from
+// start: d less the skew.
+func lifetimeEnd(start time.Time, d time.Duration) time.Time {
+	return start.Add(d - expirySkew(d))
+}
+
+func TestExpirySkew(t *testing.T) {
+	for _, tt := range []struct{ lifetime, want time.Duration }{
+		{time.Hour, time.Second},
+		{4 * time.Second, time.Second},
+		{2 * time.Second, 500 * time.Millisecond},
+		{0, 0},
+		{-time.Minute, 0},
+	} {
+		if got := expirySkew(tt.lifetime); got != tt.want {
+			t.Errorf("expirySkew(%v) = %v, want %v", tt.lifetime, got, tt.want)
 		}
 	}
 }
