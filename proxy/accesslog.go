@@ -83,16 +83,25 @@ func (h *Handler) finish(w *responseRecorder, r *http.Request, st *requestState,
 	st.metrics.observe(status, d)
 
 	ctx := r.Context()
-	if !h.log.Enabled(ctx, slog.LevelInfo) {
+	lh := h.log.Handler()
+	if !lh.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	path := r.URL.Path
+	logged := r
+	if st.original != nil {
+		// An ingress's question: the request it asked about.
+		logged = st.original
+	}
+	path := logged.URL.Path
 	if len(path) > maxLoggedPath {
 		path = path[:maxLoggedPath]
 	}
-	// Never the query string, cookies, Authorization or tokens.
-	h.log.LogAttrs(ctx, slog.LevelInfo, "request",
-		slog.String("method", r.Method),
+	// The record is built here rather than by Logger.LogAttrs, which
+	// looks up its caller on every call for a source the handler does
+	// not print. Never the query string, cookies, Authorization or
+	// tokens.
+	attrs := [...]slog.Attr{
+		slog.String("method", logged.Method),
 		slog.String("path", path),
 		slog.String("route", st.metrics.label),
 		slog.Int("status", status),
@@ -102,5 +111,14 @@ func (h *Handler) finish(w *responseRecorder, r *http.Request, st *requestState,
 		slog.Bool("retried", st.retried),
 		slog.Int64("bytes", w.bytes),
 		slog.String("request_id", st.id),
-	)
+		// Last: only the verify endpoint's lines have it.
+		slog.Bool("forward_auth", true),
+	}
+	n := len(attrs) - 1
+	if st.forwardAuth {
+		n++
+	}
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+	rec.AddAttrs(attrs[:n]...)
+	_ = lh.Handle(ctx, rec)
 }

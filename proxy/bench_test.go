@@ -12,16 +12,19 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
-	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/session"
+	"github.com/tokenrelay/tokenrelay/tracing"
 )
 
 // benchSessions is a Sessions whose AccessToken answers at once, so the
 // benchmarks measure the request path, not a store.
-type benchSessions struct{ pxSessions }
+type benchSessions struct{ fakeSessions }
 
-func (*benchSessions) AccessToken(ctx context.Context, t session.Ticket, rejected secret.String) (session.AccessToken, error) {
+func (*benchSessions) AccessToken(ctx context.Context, req session.TokenRequest) (session.AccessToken, error) {
 	return session.AccessToken{Value: "bench-token"}, nil
 }
 
@@ -99,6 +102,11 @@ func BenchmarkOverhead(b *testing.B) {
 		Transport: transport,
 	}
 	h, tk := benchHandler(b, target, transport)
+	// Traced: every request sampled and exported (to a no-op exporter), a
+	// server span and a client span each.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	defer tp.Shutdown(context.Background())
+	traced, _ := benchHandlerWith(b, target, tracing.Transport(transport, tp, "upstream"), tp)
 	cookie := "theme=dark; " + session.DefaultCookieName + "=" + tk.Encode()
 	for _, c := range []struct {
 		name string
@@ -106,6 +114,7 @@ func BenchmarkOverhead(b *testing.B) {
 	}{
 		{"bare_reverseproxy", bare},
 		{"tokenrelay", h},
+		{"tokenrelay_traced", traced},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -124,19 +133,28 @@ func BenchmarkOverhead(b *testing.B) {
 
 func benchHandler(b *testing.B, target *url.URL, transport http.RoundTripper) (*Handler, session.Ticket) {
 	b.Helper()
+	return benchHandlerWith(b, target, transport, nil)
+}
+
+// benchHandlerWith is benchHandler traced by tp (nil: not traced).
+func benchHandlerWith(b *testing.B, target *url.URL, transport http.RoundTripper, tp trace.TracerProvider) (*Handler, session.Ticket) {
+	b.Helper()
 	tk, err := session.NewTicket()
 	if err != nil {
 		b.Fatal(err)
 	}
 	h, err := New(Options{
 		Sessions:   &benchSessions{},
-		Provider:   &pxProvider{},
+		Provider:   &fakeProvider{},
 		Cookie:     pxCookie,
-		Routes:     []Route{{Name: "api", Path: "/api/", Upstream: target}},
-		RetryOn401: true,
+		Routes:     []Route{{Name: "api", Path: "/api/", Upstream: target.String()}},
+		Retry:      RetryOptions{RetryOn401: new(true)},
 		Transport:  transport,
 		Registerer: prometheus.NewRegistry(),
 		Logger:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		// The session manager's spans are not in this handler: its
+		// Sessions are a stub.
+		TracerProvider: tp,
 	})
 	if err != nil {
 		b.Fatal(err)

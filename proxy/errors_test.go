@@ -40,6 +40,7 @@ func TestClassify(t *testing.T) {
 		{"expired", live, session.ErrSessionExpired, 401, "session_expired", 0, true, false},
 		{"refresh unavailable", live, &session.UnavailableError{RetryAfter: 30 * time.Second}, 503, "refresh_unavailable", 30 * time.Second, false, false},
 		{"refresh unavailable, no hint", live, &session.UnavailableError{}, 503, "refresh_unavailable", time.Second, false, false},
+		{"provider rejects the client", live, &session.UnavailableError{RetryAfter: 5 * time.Second, Err: fmt.Errorf("%w: invalid_client", session.ErrClientRejected)}, 503, "provider_rejected_client", 5 * time.Second, false, false},
 		{"store down", live, fmt.Errorf("%w: dial", session.ErrStoreUnavailable), 503, "store_unavailable", time.Second, false, false},
 		{"csrf", live, fmt.Errorf("%w: cross-site", errCSRF), 403, "csrf", 0, false, false},
 		{"body too large", live, errBodyTooLarge, 413, "body_too_large", 0, false, false},
@@ -47,6 +48,7 @@ func TestClassify(t *testing.T) {
 		{"unreadable body", live, fmt.Errorf("%w: unexpected EOF", errBadRequestBody), 400, "bad_request", 0, false, false},
 		{"unreadable body, client gone", canceled, fmt.Errorf("%w: unexpected EOF", errBadRequestBody), 499, "client_closed_request", 0, false, true},
 		{"capture failed", live, fmt.Errorf("%w: bad json", errCaptureFailed), 502, "token_capture_failed", 0, false, false},
+		{"assertion not signed", live, fmt.Errorf("%w: %w", errAssertion, errors.New("sign")), 500, "internal_error", 0, false, false},
 		{"client gone", canceled, context.Canceled, 499, "client_closed_request", 0, false, true},
 		{"canceled, client still there", live, context.Canceled, 502, "bad_gateway", 0, false, false},
 		{"deadline", live, context.DeadlineExceeded, 504, "upstream_timeout", 0, false, false},
@@ -77,8 +79,8 @@ func TestClientGone(t *testing.T) {
 		close(arrived)
 		<-r.Context().Done()
 	})
-	e := newPxEnv(t, Options{Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url()}}})
-	tk := e.sessions.add(t, pxToken)
+	e := newPxEnv(t, Options{Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url().String()}}})
+	tk := e.sessions.addToken(t, pxToken)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	r := withTicket(httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/slow", nil), tk)
@@ -131,8 +133,8 @@ func TestUpstreamFailures(t *testing.T) {
 	e := newPxEnv(t, Options{
 		Transport: NewTransport(TransportOptions{ResponseHeaderTimeout: 50 * time.Millisecond, DialTimeout: 5 * time.Second}),
 		Routes: []Route{
-			{Name: "down", Path: "/down/", Upstream: down, Auth: AuthNone},
-			{Name: "slow", Path: "/slow/", Upstream: slow.url(), Auth: AuthNone},
+			{Name: "down", Path: "/down/", Upstream: down.String(), Auth: AuthNone},
+			{Name: "slow", Path: "/slow/", Upstream: slow.url().String(), Auth: AuthNone},
 		},
 	})
 	tests := []struct {
@@ -194,15 +196,15 @@ func TestNoSecretsInLogs(t *testing.T) {
 		}
 	})
 	e := newPxEnv(t, Options{
-		RetryOn401: true,
+		Retry: RetryOptions{RetryOn401: new(true)},
 		Routes: []Route{
-			{Name: "api", Path: "/api/", Upstream: up.url()},
-			{Name: "auth_api", Path: "/auth/", Upstream: up.url(), Auth: AuthNone},
+			{Name: "api", Path: "/api/", Upstream: up.url().String()},
+			{Name: "auth_api", Path: "/auth/", Upstream: up.url().String(), Auth: AuthNone},
 		},
 		CaptureRoutes: []CaptureRoute{{Path: "/auth/login"}},
 	})
 	e.provider.capture = xanoCapture
-	tk := e.sessions.add(t, "tok-Old-Secret", "tok-New-Secret")
+	tk := e.sessions.addToken(t, "tok-Old-Secret", "tok-New-Secret")
 
 	r := withTicket(e.req(t, http.MethodGet, "/api/x?code=query-Secret", nil), tk)
 	r.Header.Set("Authorization", "Bearer client-Secret")
@@ -212,7 +214,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	if res, _ := e.do(t, withTicket(e.req(t, http.MethodPost, "/auth/login", strings.NewReader(`{"password":"pw-Secret"}`)), tk)); res.StatusCode != 200 {
 		t.Fatalf("POST /auth/login = %d, want 200", res.StatusCode)
 	}
-	e.sessions.errs = []error{&session.UnavailableError{RetryAfter: time.Second}}
+	e.sessions.accessErrs = []error{&session.UnavailableError{RetryAfter: time.Second}}
 	if res, _ := e.do(t, withTicket(e.req(t, http.MethodGet, "/api/y", nil), tk)); res.StatusCode != 503 {
 		t.Fatalf("GET /api/y = %d, want 503", res.StatusCode)
 	}
@@ -229,8 +231,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 
 func TestAccessLogFields(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
-	e := newPxEnv(t, Options{Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url()}}})
-	tk := e.sessions.add(t, pxToken)
+	e := newPxEnv(t, Options{Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url().String()}}})
+	tk := e.sessions.addToken(t, pxToken)
 	r := withTicket(e.req(t, http.MethodGet, "/api/items?page=2", nil), tk)
 	r.Header.Set(requestIDHeader, "req-1")
 	e.do(t, r)
@@ -260,10 +262,10 @@ func TestAccessLogFields(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
 	e := newPxEnv(t, Options{Routes: []Route{
-		{Name: "api", Path: "/api/", Upstream: up.url()},
-		{Name: "root", Path: "/", Upstream: up.url(), Auth: AuthNone},
+		{Name: "api", Path: "/api/", Upstream: up.url().String()},
+		{Name: "root", Path: "/", Upstream: up.url().String(), Auth: AuthNone},
 	}})
-	tk := e.sessions.add(t, pxToken)
+	tk := e.sessions.addToken(t, pxToken)
 	for range 3 {
 		e.do(t, withTicket(e.req(t, http.MethodGet, "/api/x", nil), tk))
 	}

@@ -3,9 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -20,165 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/tokenrelay/tokenrelay/idp"
-	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/session"
 )
 
-// Test doubles and fixtures of the request path. Names start with px so
-// they do not collide with the auth endpoints' tests in this package.
-
-// pxAccessCall is one call of Sessions.AccessToken.
-type pxAccessCall struct {
-	Ticket   session.Ticket
-	Rejected secret.String
-}
-
-// pxSessions is a fake Sessions: a map from ticket to its current token.
-// A call with rejected equal to the current token rotates to the next token
-// in next, as the real manager refreshes.
-type pxSessions struct {
-	mu      sync.Mutex
-	tokens  map[session.Ticket]secret.String
-	next    map[session.Ticket][]secret.String
-	calls   []pxAccessCall
-	errs    []error // returned by AccessToken calls, in order, before looking at tokens
-	created []session.Record
-	via     []string
-	ended   []session.Ticket
-	reasons []string
-	// createErr fails Create.
-	createErr error
-}
-
-func newPxSessions() *pxSessions {
-	return &pxSessions{tokens: map[session.Ticket]secret.String{}, next: map[session.Ticket][]secret.String{}}
-}
-
-// add starts a session holding token, rotating to next on rejection.
-func (f *pxSessions) add(t *testing.T, token secret.String, next ...secret.String) session.Ticket {
-	t.Helper()
-	tk, err := session.NewTicket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.tokens[tk] = token
-	f.next[tk] = next
-	return tk
-}
-
-func (f *pxSessions) Create(ctx context.Context, rec session.Record, via string) (session.Ticket, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.createErr != nil {
-		return session.Ticket{}, f.createErr
-	}
-	tk, err := session.NewTicket()
-	if err != nil {
-		return session.Ticket{}, err
-	}
-	f.created = append(f.created, rec)
-	f.via = append(f.via, via)
-	f.tokens[tk] = rec.AccessToken
-	return tk, nil
-}
-
-func (f *pxSessions) Load(ctx context.Context, t session.Ticket) (*session.Session, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	tok, ok := f.tokens[t]
-	if !ok {
-		return nil, session.ErrNoSession
-	}
-	return &session.Session{Record: session.Record{AccessToken: tok}}, nil
-}
-
-func (f *pxSessions) AccessToken(ctx context.Context, t session.Ticket, rejected secret.String) (session.AccessToken, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, pxAccessCall{t, rejected})
-	if len(f.errs) > 0 {
-		err := f.errs[0]
-		f.errs = f.errs[1:]
-		if err != nil {
-			return session.AccessToken{}, err
-		}
-	}
-	tok, ok := f.tokens[t]
-	if !ok {
-		return session.AccessToken{}, session.ErrNoSession
-	}
-	refreshed := false
-	if !rejected.IsZero() && rejected == tok && len(f.next[t]) > 0 {
-		tok, f.next[t] = f.next[t][0], f.next[t][1:]
-		f.tokens[t] = tok
-		refreshed = true
-	}
-	return session.AccessToken{Value: tok, Expiry: time.Now().Add(time.Hour), Refreshed: refreshed}, nil
-}
-
-func (f *pxSessions) End(ctx context.Context, t session.Ticket, reason string) (*session.Record, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ended = append(f.ended, t)
-	f.reasons = append(f.reasons, reason)
-	tok, ok := f.tokens[t]
-	if !ok {
-		return nil, session.ErrNoSession
-	}
-	delete(f.tokens, t)
-	return &session.Record{AccessToken: tok}, nil
-}
-
-func (f *pxSessions) EndBySID(ctx context.Context, sid string) (int, error)     { return 0, nil }
-func (f *pxSessions) EndBySubject(ctx context.Context, sub string) (int, error) { return 0, nil }
-func (f *pxSessions) SaveLoginState(ctx context.Context, st session.LoginState) error {
-	return errors.New("pxSessions: no login states")
-}
-func (f *pxSessions) TakeLoginState(ctx context.Context, state string) (*session.LoginState, error) {
-	return nil, session.ErrUnknownState
-}
-
-func (f *pxSessions) accessCalls() []pxAccessCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]pxAccessCall(nil), f.calls...)
-}
-
-// pxProvider is a fake Provider; only Capture does anything.
-type pxProvider struct {
-	capture func(body []byte) (*idp.Token, *idp.Identity, []byte, bool, error)
-}
-
-func (p *pxProvider) AuthCodeURL(state, nonce, verifier string) string {
-	return "https://op.example/authorize?state=" + url.QueryEscape(state)
-}
-func (p *pxProvider) Exchange(ctx context.Context, code, verifier string) (*idp.Token, error) {
-	return nil, errors.New("pxProvider: no exchange")
-}
-func (p *pxProvider) Identify(ctx context.Context, tok *idp.Token, nonce string) (*idp.Identity, error) {
-	return nil, errors.New("pxProvider: no identify")
-}
-func (p *pxProvider) Revoke(ctx context.Context, refreshToken secret.String) error {
-	return idp.ErrNotSupported
-}
-func (p *pxProvider) EndSessionURL(idTokenHint secret.String, postLogoutRedirectURI, state string) string {
-	return ""
-}
-func (p *pxProvider) VerifyLogoutToken(ctx context.Context, raw string) (*idp.LogoutToken, error) {
-	return nil, errors.New("pxProvider: no logout tokens")
-}
-func (p *pxProvider) Capture(body []byte) (*idp.Token, *idp.Identity, []byte, bool, error) {
-	if p.capture == nil {
-		return nil, nil, body, false, nil
-	}
-	return p.capture(body)
-}
+// Fixtures of the request path: a Handler behind a real HTTP server over
+// the fakes of fakes_test.go, an upstream that records what it received,
+// and a log collector. Names start with px.
 
 // pxCookie is the cookie configuration of the tests.
-var pxCookie = session.CookieOptions{Secure: true, SameSite: http.SameSiteLaxMode}
+var pxCookie = session.CookieOptions{Secure: new(true), SameSite: session.SameSiteLax}
 
 // pxClearedCookie is the exact Set-Cookie that ends the session cookie.
 const pxClearedCookie = "__Host-tokenrelay=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
@@ -190,20 +38,32 @@ type pxSeen struct {
 	Body                                  []byte
 }
 
-// pxUpstream is an httptest upstream that records every request and
-// answers with reply (default: 200 "ok <name>").
+// pxUpstream is an upstream that records every request and answers with
+// reply (default: 200 "ok <name>"): an httptest server, or, in process, a
+// handler reached through transport().
 type pxUpstream struct {
-	name  string
-	srv   *httptest.Server
-	mu    sync.Mutex
-	seen  []pxSeen
-	reply func(w http.ResponseWriter, r *http.Request, body []byte)
+	name    string
+	srv     *httptest.Server // nil in process
+	handler http.HandlerFunc
+	mu      sync.Mutex
+	seen    []pxSeen
+	reply   func(w http.ResponseWriter, r *http.Request, body []byte)
 }
 
 func newPxUpstream(t *testing.T, name string, reply func(w http.ResponseWriter, r *http.Request, body []byte)) *pxUpstream {
 	t.Helper()
+	u := newPxUpstreamInProcess(name, reply)
+	u.srv = httptest.NewServer(u.handler)
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// newPxUpstreamInProcess is an upstream without a server, for a test in a
+// synctest bubble, which network I/O would keep from ever being idle: the
+// Handler reaches it through Options.Transport = u.transport().
+func newPxUpstreamInProcess(name string, reply func(w http.ResponseWriter, r *http.Request, body []byte)) *pxUpstream {
 	u := &pxUpstream{name: name, reply: reply}
-	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.handler = func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
 		u.seen = append(u.seen, pxSeen{r.Method, r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.Host, r.Header.Clone(), body})
@@ -213,14 +73,37 @@ func newPxUpstream(t *testing.T, name string, reply func(w http.ResponseWriter, 
 			return
 		}
 		_, _ = io.WriteString(w, "ok "+name)
-	}))
-	t.Cleanup(u.srv.Close)
+	}
 	return u
 }
 
 func (u *pxUpstream) url() *url.URL {
+	if u.srv == nil {
+		return &url.URL{Scheme: "http", Host: u.name + ".upstream.test"}
+	}
 	v, _ := url.Parse(u.srv.URL)
 	return v
+}
+
+// transport reaches the upstream's handler in process.
+func (u *pxUpstream) transport() http.RoundTripper { return handlerTransport{u.handler} }
+
+// handlerTransport answers requests with an http.Handler in the process.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	in := r.Clone(r.Context()) // as a server would see it
+	if in.Body == nil {
+		in.Body = http.NoBody
+	}
+	if in.Host == "" {
+		in.Host = in.URL.Host
+	}
+	w := httptest.NewRecorder()
+	t.h.ServeHTTP(w, in)
+	res := w.Result()
+	res.Request = r
+	return res, nil
 }
 
 func (u *pxUpstream) requests() []pxSeen {
@@ -300,21 +183,31 @@ func (l *pxLogs) accessLines(t *testing.T) []map[string]any {
 	return out
 }
 
-// pxEnv is a Handler behind a real HTTP server.
+// pxEnv is a Handler behind a real HTTP server, or in process (srv nil).
 type pxEnv struct {
 	h        *Handler
 	srv      *httptest.Server
 	reg      *prometheus.Registry
 	logs     *pxLogs
-	sessions *pxSessions
-	provider *pxProvider
+	sessions *fakeSessions
+	provider *fakeProvider
 }
 
 // newPxEnv builds a Handler with opts (Sessions, Provider, Cookie,
 // Registerer and Logger are filled in unless set) and serves it.
 func newPxEnv(t *testing.T, o Options) *pxEnv {
 	t.Helper()
-	e := &pxEnv{reg: prometheus.NewRegistry(), logs: newPxLogs(), sessions: newPxSessions(), provider: &pxProvider{}}
+	e := newPxEnvInProcess(t, o)
+	e.srv = httptest.NewServer(e.h)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// newPxEnvInProcess builds the Handler as newPxEnv does, without a server:
+// e.do calls it directly, so a test can run in a synctest bubble.
+func newPxEnvInProcess(t *testing.T, o Options) *pxEnv {
+	t.Helper()
+	e := &pxEnv{reg: prometheus.NewRegistry(), logs: newPxLogs(), sessions: newFakeSessions(), provider: &fakeProvider{}}
 	if o.Sessions == nil {
 		o.Sessions = e.sessions
 	}
@@ -333,8 +226,6 @@ func newPxEnv(t *testing.T, o Options) *pxEnv {
 		t.Fatalf("New: %v", err)
 	}
 	e.h = h
-	e.srv = httptest.NewServer(h)
-	t.Cleanup(e.srv.Close)
 	return e
 }
 
@@ -345,6 +236,11 @@ func (e *pxEnv) do(t *testing.T, r *http.Request) (*http.Response, string) {
 	t.Helper()
 	before := len(e.logs.accessLines(t))
 	defer e.logs.waitAccess(t, before+1)
+	if e.srv == nil {
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, r)
+		return w.Result(), w.Body.String()
+	}
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	res, err := c.Do(r)
 	if err != nil {
@@ -361,6 +257,9 @@ func (e *pxEnv) do(t *testing.T, r *http.Request) (*http.Response, string) {
 // req builds a request to the proxy.
 func (e *pxEnv) req(t *testing.T, method, path string, body io.Reader) *http.Request {
 	t.Helper()
+	if e.srv == nil {
+		return httptest.NewRequest(method, "http://relay.test"+path, body)
+	}
 	r, err := http.NewRequest(method, e.srv.URL+path, body)
 	if err != nil {
 		t.Fatal(err)

@@ -19,11 +19,11 @@ const pxToken secret.String = "tok-Secret-1"
 func TestForwardedHeaders(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
 	e := newPxEnv(t, Options{Routes: []Route{
-		{Name: "api", Path: "/api/", Upstream: up.url(), Auth: AuthRequired},
-		{Name: "opt", Path: "/opt/", Upstream: up.url(), Auth: AuthOptional},
-		{Name: "pub", Path: "/", Upstream: up.url(), Auth: AuthNone},
+		{Name: "api", Path: "/api/", Upstream: up.url().String(), Auth: AuthRequired},
+		{Name: "opt", Path: "/opt/", Upstream: up.url().String(), Auth: AuthOptional},
+		{Name: "pub", Path: "/", Upstream: up.url().String(), Auth: AuthNone},
 	}})
-	tk := e.sessions.add(t, pxToken)
+	tk := e.sessions.addToken(t, pxToken)
 	ticket := session.DefaultCookieName + "=" + tk.Encode()
 	proxyHost := e.srv.Listener.Addr().String()
 
@@ -120,8 +120,8 @@ func TestForwardedHeaders(t *testing.T) {
 			if got, want := got.Get("X-Forwarded-For"), "127.0.0.1"; got != want {
 				t.Errorf("X-Forwarded-For = %q, want %q", got, want)
 			}
-			if got, want := got.Get("X-Forwarded-Host"), proxyHost; got != want {
-				t.Errorf("X-Forwarded-Host = %q, want %q", got, want)
+			if got := got["X-Forwarded-Host"]; got != nil {
+				t.Errorf("X-Forwarded-Host = %q, want none (no public URL to vouch for)", got)
 			}
 			if got, want := got.Get("X-Forwarded-Proto"), "http"; got != want {
 				t.Errorf("X-Forwarded-Proto = %q, want %q", got, want)
@@ -146,7 +146,7 @@ func TestForwardedProtoFromPublicURL(t *testing.T) {
 		{"", "http"}, // no PublicURL: the scheme the request arrived with
 	} {
 		up := newPxUpstream(t, "up", nil)
-		o := Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url(), Auth: AuthNone}}}
+		o := Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url().String(), Auth: AuthNone}}}
 		if tt.publicURL != "" {
 			o.PublicURL = mustURL(t, tt.publicURL)
 		}
@@ -168,7 +168,10 @@ func TestForwardedProtoFromPublicURL(t *testing.T) {
 
 func TestClientForwardedHeadersReplaced(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
-	e := newPxEnv(t, Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url(), Auth: AuthNone, PassHost: true}}})
+	e := newPxEnv(t, Options{
+		PublicURL: mustURL(t, "https://app.example"),
+		Routes:    []Route{{Name: "pub", Path: "/", Upstream: up.url().String(), Auth: AuthNone, PassHost: true}},
+	})
 	r := e.req(t, http.MethodGet, "/", nil)
 	r.Header.Set("X-Forwarded-For", "6.6.6.6")
 	r.Header.Set("X-Forwarded-Host", "evil.example")
@@ -187,7 +190,7 @@ func TestClientForwardedHeadersReplaced(t *testing.T) {
 
 func TestRequestID(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
-	e := newPxEnv(t, Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url(), Auth: AuthNone}}})
+	e := newPxEnv(t, Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url().String(), Auth: AuthNone}}})
 	long := strings.Repeat("a", 128)
 	tests := []struct {
 		in       string
@@ -222,7 +225,7 @@ func TestRequestID(t *testing.T) {
 		w.Header().Set(requestIDHeader, r.Header.Get(requestIDHeader))
 		w.Header().Add(requestIDHeader, "upstream-own")
 	})
-	e2 := newPxEnv(t, Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: echo.url(), Auth: AuthNone}}})
+	e2 := newPxEnv(t, Options{Routes: []Route{{Name: "pub", Path: "/", Upstream: echo.url().String(), Auth: AuthNone}}})
 	r := e2.req(t, http.MethodGet, "/", nil)
 	r.Header.Set(requestIDHeader, "abc")
 	if res, _ := e2.do(t, r); !slices.Equal(res.Header.Values(requestIDHeader), []string{"abc"}) {
@@ -237,13 +240,15 @@ func TestRequestID(t *testing.T) {
 }
 
 // TestUnauthenticated: no session on a required route is a redirect to
-// login for top-level navigations and 401 JSON for everything else.
+// login for top-level navigations and 401 JSON for everything else; a
+// navigation on a route that answers with a status gets the HTML page,
+// with a link to log in again.
 func TestUnauthenticated(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
 	e := newPxEnv(t, Options{Routes: []Route{
-		{Name: "auto", Path: "/app/", Upstream: up.url()},
-		{Name: "redirect", Path: "/r/", Upstream: up.url(), OnUnauthenticated: UnauthRedirect},
-		{Name: "status", Path: "/s/", Upstream: up.url(), OnUnauthenticated: UnauthStatus},
+		{Name: "auto", Path: "/app/", Upstream: up.url().String()},
+		{Name: "redirect", Path: "/r/", Upstream: up.url().String(), OnUnauthenticated: UnauthRedirect},
+		{Name: "status", Path: "/s/", Upstream: up.url().String(), OnUnauthenticated: UnauthStatus},
 	}})
 	nav := map[string]string{"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "none"}
 	fetch := map[string]string{"Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin", "Accept": "text/html"}
@@ -257,15 +262,17 @@ func TestUnauthenticated(t *testing.T) {
 		headers  map[string]string
 		wantCode int
 		wantLoc  string
+		wantPage bool
 	}{
-		{"navigation", http.MethodGet, "/app/page?x=1&y=%2F", nav, http.StatusFound, wantLocation},
-		{"no Sec-Fetch, GET accepting HTML", http.MethodGet, "/app/page?x=1&y=%2F", oldBrowser, http.StatusFound, wantLocation},
-		{"no Sec-Fetch, POST accepting HTML", http.MethodPost, "/app/page?x=1&y=%2F", oldBrowser, http.StatusUnauthorized, ""},
-		{"fetch accepting HTML", http.MethodGet, "/app/page", fetch, http.StatusUnauthorized, ""},
-		{"API client", http.MethodGet, "/app/page", api, http.StatusUnauthorized, ""},
-		{"no headers", http.MethodGet, "/app/page", nil, http.StatusUnauthorized, ""},
-		{"redirect route, API client", http.MethodGet, "/r/x", api, http.StatusFound, "/.auth/login?return_to=%2Fr%2Fx"},
-		{"status route, navigation", http.MethodGet, "/s/x", nav, http.StatusUnauthorized, ""},
+		{"navigation", http.MethodGet, "/app/page?x=1&y=%2F", nav, http.StatusFound, wantLocation, false},
+		{"no Sec-Fetch, GET accepting HTML", http.MethodGet, "/app/page?x=1&y=%2F", oldBrowser, http.StatusFound, wantLocation, false},
+		{"no Sec-Fetch, POST accepting HTML", http.MethodPost, "/app/page?x=1&y=%2F", oldBrowser, http.StatusUnauthorized, "", false},
+		{"fetch accepting HTML", http.MethodGet, "/app/page", fetch, http.StatusUnauthorized, "", false},
+		{"API client", http.MethodGet, "/app/page", api, http.StatusUnauthorized, "", false},
+		{"no headers", http.MethodGet, "/app/page", nil, http.StatusUnauthorized, "", false},
+		{"redirect route, API client", http.MethodGet, "/r/x", api, http.StatusFound, "/.auth/login?return_to=%2Fr%2Fx", false},
+		{"status route, navigation", http.MethodGet, "/s/x", nav, http.StatusUnauthorized, "", true},
+		{"status route, API client", http.MethodGet, "/s/x", api, http.StatusUnauthorized, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -281,7 +288,15 @@ func TestUnauthenticated(t *testing.T) {
 			if got := res.Header.Get("Location"); got != tt.wantLoc {
 				t.Errorf("Location = %q, want %q", got, tt.wantLoc)
 			}
-			if tt.wantCode == http.StatusUnauthorized {
+			switch {
+			case tt.wantPage:
+				if ct := res.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" ||
+					!strings.Contains(body, `<title>Session ended</title>`) ||
+					!strings.Contains(body, `href="/.auth/login?return_to=%2Fs%2Fx"`) ||
+					!strings.Contains(body, res.Header.Get(requestIDHeader)) {
+					t.Errorf("page = %s %q, want the session-ended page with the login link and the request id", ct, body)
+				}
+			case tt.wantCode == http.StatusUnauthorized:
 				if got := decodeError(t, body).Error; got != "login_required" {
 					t.Errorf("error = %q, want login_required", got)
 				}
@@ -303,10 +318,10 @@ func TestUnauthenticated(t *testing.T) {
 func TestSessionErrors(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
 	e := newPxEnv(t, Options{Routes: []Route{
-		{Name: "api", Path: "/api/", Upstream: up.url()},
-		{Name: "opt", Path: "/opt/", Upstream: up.url(), Auth: AuthOptional},
+		{Name: "api", Path: "/api/", Upstream: up.url().String()},
+		{Name: "opt", Path: "/opt/", Upstream: up.url().String(), Auth: AuthOptional},
 	}})
-	tk := e.sessions.add(t, pxToken)
+	tk := e.sessions.addToken(t, pxToken)
 	tests := []struct {
 		name           string
 		path           string
@@ -330,7 +345,7 @@ func TestSessionErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.sessions.mu.Lock()
-			e.sessions.errs = []error{tt.err}
+			e.sessions.accessErrs = []error{tt.err}
 			e.sessions.mu.Unlock()
 			before := len(up.requests())
 			r := withTicket(e.req(t, http.MethodGet, tt.path, nil), tk)
@@ -374,16 +389,16 @@ func TestSessionErrors(t *testing.T) {
 func TestCSRF(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
 	e := newPxEnv(t, Options{
-		PublicURL:      mustURL(t, "https://app.example"),
-		TrustedOrigins: []string{"https://partner.example"},
+		PublicURL: mustURL(t, "https://app.example"),
+		CSRF:      CSRFOptions{TrustedOrigins: []string{"https://partner.example"}},
 		Routes: []Route{
-			{Name: "api", Path: "/api/", Upstream: up.url(), CSRFHeader: true},
-			{Name: "noheader", Path: "/hooks/", Upstream: up.url(), CSRFHeader: false},
-			{Name: "pub", Path: "/", Upstream: up.url(), Auth: AuthNone},
+			{Name: "api", Path: "/api/", Upstream: up.url().String(), CSRFHeader: new(true)},
+			{Name: "noheader", Path: "/hooks/", Upstream: up.url().String(), CSRFHeader: new(false)},
+			{Name: "pub", Path: "/", Upstream: up.url().String(), Auth: AuthNone},
 		},
 		CaptureRoutes: []CaptureRoute{{Path: "/auth/login"}},
 	})
-	tk := e.sessions.add(t, pxToken)
+	tk := e.sessions.addToken(t, pxToken)
 	tests := []struct {
 		name     string
 		method   string
@@ -431,7 +446,7 @@ func TestCSRF(t *testing.T) {
 
 func TestMaxRequestBody(t *testing.T) {
 	up := newPxUpstream(t, "up", nil)
-	e := newPxEnv(t, Options{MaxRequestBody: 10, Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url(), Auth: AuthNone}}})
+	e := newPxEnv(t, Options{Upstream: UpstreamOptions{MaxRequestBody: 10}, Routes: []Route{{Name: "pub", Path: "/", Upstream: up.url().String(), Auth: AuthNone}}})
 
 	res, body := e.do(t, e.req(t, http.MethodPost, "/x", strings.NewReader(strings.Repeat("a", 11))))
 	if res.StatusCode != http.StatusRequestEntityTooLarge || decodeError(t, body).Error != "body_too_large" {

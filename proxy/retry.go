@@ -84,62 +84,88 @@ func bodyReadError(err error) error {
 }
 
 // retryTransport re-sends a request once with a refreshed token when the
-// upstream answers 401 to the token it was sent with. What it needs per
-// request (ticket, token, whether the body is replayable) is in the
-// request's state, so one retryTransport serves every request. Safe for
-// concurrent use.
+// upstream answers 401 to the token it was sent with, and once with the
+// upstream's nonce when it answers a DPoP proof with use_dpop_nonce. What
+// it needs per request (the token's source, the token, whether the body is
+// replayable) is in the request's state, so one retryTransport serves
+// every request. Safe for concurrent use.
 type retryTransport struct {
-	next     http.RoundTripper
-	sessions Sessions
+	next http.RoundTripper
+	h    *Handler
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateFrom(req.Context())
-	if st == nil || !st.replayable || st.token.IsZero() || st.route == nil {
+	if st == nil || st.token.IsZero() || st.route == nil {
 		return t.next.RoundTrip(req)
 	}
 	// Keep our own handle on the body: the transport may replace nothing
 	// on req, but GetBody is what replays it.
 	getBody := req.GetBody
 	res, err := t.next.RoundTrip(req)
-	if err != nil || res.StatusCode != http.StatusUnauthorized {
+	if err != nil {
 		return res, err
 	}
-	rejected := st.token
-	tok, err := t.sessions.AccessToken(req.Context(), st.ticket, rejected)
-	if err != nil {
-		if errors.Is(err, session.ErrSessionExpired) || errors.Is(err, session.ErrNoSession) {
-			// The session is over: say so (and clear the cookie) rather
-			// than pass on the upstream's 401.
-			discard(res)
-			return nil, fmt.Errorf("proxy: refresh after 401: %w", err)
+	if st.dpop != nil {
+		st.route.nonces.learn(res)
+		if nonceChallenge(res) && st.replayable {
+			if res, err = t.resend(req, getBody, res, st); err != nil || res.StatusCode != http.StatusUnauthorized {
+				return res, err
+			}
 		}
-		// A transient failure: the upstream's own answer is the most
-		// honest thing to hand on.
+	}
+	if res.StatusCode != http.StatusUnauthorized || !st.replayable || !t.h.retryOn401 {
 		return res, nil
 	}
-	if tok.Value == rejected {
+	tok, err := t.h.fetchToken(req.Context(), st)
+	if errors.Is(err, session.ErrSessionExpired) || errors.Is(err, session.ErrNoSession) {
+		// The session is over: say so (and clear the cookie) rather than
+		// pass on the upstream's 401.
+		discard(res)
+		return nil, fmt.Errorf("proxy: refresh after 401: %w", err)
+	}
+	if err != nil || tok.Value == st.token {
+		// A transient failure, or no newer token: the upstream's own
+		// answer is the most honest thing to hand on.
 		return res, nil
 	}
+	st.retried = true
+	refreshed := st.refreshed
+	st.useToken(tok, st.kind)
+	st.refreshed = refreshed || tok.Refreshed
+	st.route.metrics.retries.Inc()
+	return t.resend(req, getBody, res, st)
+}
+
+// resend sends req again with st's token (and a fresh proof when the token
+// is DPoP-bound), its body from getBody, in place of the answer res; res
+// itself when the body cannot be had again.
+func (t *retryTransport) resend(req *http.Request, getBody func() (io.ReadCloser, error), res *http.Response, st *requestState) (*http.Response, error) {
+	retry, ok := replay(req, getBody)
+	if !ok {
+		return res, nil
+	}
+	discard(res)
+	t.h.setToken(retry, st, st.route.nonces.get())
+	return t.next.RoundTrip(retry)
+}
+
+// replay is req again, its body from getBody; false when the body cannot
+// be had again.
+func replay(req *http.Request, getBody func() (io.ReadCloser, error)) (*http.Request, bool) {
 	var body io.ReadCloser
 	if req.Body != nil && req.Body != http.NoBody {
 		if getBody == nil {
-			return res, nil
+			return nil, false
 		}
+		var err error
 		if body, err = getBody(); err != nil {
-			return res, nil
+			return nil, false
 		}
 	}
-	discard(res)
-
 	retry := req.Clone(req.Context())
 	retry.Body = body
-	retry.Header.Set("Authorization", bearer(tok.Value))
-	st.token = tok.Value
-	st.retried = true
-	st.refreshed = st.refreshed || tok.Refreshed
-	st.route.metrics.retries.Inc()
-	return t.next.RoundTrip(retry)
+	return retry, true
 }
 
 // discard drains a little of an answer that will not be used, so its

@@ -86,11 +86,10 @@ func TestRetryOn401(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newPxUpstream(t, "up", rejectOld(tt.always401))
 			e := newPxEnv(t, Options{
-				RetryOn401:   tt.retryOn401,
-				MaxRetryBody: tt.maxRetryBody,
-				Routes:       []Route{{Name: "api", Path: "/api/", Upstream: up.url(), CSRFHeader: true}},
+				Retry:  RetryOptions{RetryOn401: new(tt.retryOn401), MaxRetryBody: tt.maxRetryBody},
+				Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url().String(), CSRFHeader: new(true)}},
 			})
-			tk := e.sessions.add(t, old, fresh)
+			tk := e.sessions.addToken(t, old, fresh)
 			var body io.Reader
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
@@ -117,7 +116,7 @@ func TestRetryOn401(t *testing.T) {
 				t.Errorf("upstream Authorization = %q, want %q", gotAuth, tt.wantUpstream)
 			}
 			var gotRejected []secret.String
-			for _, c := range e.sessions.accessCalls() {
+			for _, c := range e.sessions.calls() {
 				if c.Ticket != tk {
 					t.Errorf("AccessToken called with another ticket")
 				}
@@ -148,9 +147,9 @@ func TestRetryOn401(t *testing.T) {
 // upstream's 401.
 func TestRetrySessionEnded(t *testing.T) {
 	up := newPxUpstream(t, "up", rejectOld(false))
-	e := newPxEnv(t, Options{RetryOn401: true, Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url()}}})
-	tk := e.sessions.add(t, "old")
-	e.sessions.errs = []error{nil, session.ErrSessionExpired}
+	e := newPxEnv(t, Options{Retry: RetryOptions{RetryOn401: new(true)}, Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url().String()}}})
+	tk := e.sessions.addToken(t, "old")
+	e.sessions.accessErrs = []error{nil, session.ErrSessionExpired}
 	res, body := e.do(t, withTicket(e.req(t, http.MethodGet, "/api/x", nil), tk))
 	if res.StatusCode != http.StatusUnauthorized || decodeError(t, body).Error != "session_expired" {
 		t.Errorf("answer = %d %s, want 401 session_expired", res.StatusCode, body)
@@ -170,9 +169,9 @@ func TestRetrySessionEnded(t *testing.T) {
 // upstream's own 401 on.
 func TestRetryRefreshUnavailable(t *testing.T) {
 	up := newPxUpstream(t, "up", rejectOld(false))
-	e := newPxEnv(t, Options{RetryOn401: true, Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url()}}})
-	tk := e.sessions.add(t, "old")
-	e.sessions.errs = []error{nil, &session.UnavailableError{RetryAfter: 1e9}}
+	e := newPxEnv(t, Options{Retry: RetryOptions{RetryOn401: new(true)}, Routes: []Route{{Name: "api", Path: "/api/", Upstream: up.url().String()}}})
+	tk := e.sessions.addToken(t, "old")
+	e.sessions.accessErrs = []error{nil, &session.UnavailableError{RetryAfter: 1e9}}
 	res, body := e.do(t, withTicket(e.req(t, http.MethodGet, "/api/x", nil), tk))
 	if res.StatusCode != http.StatusUnauthorized || body != `{"rejected":"Bearer old"}` {
 		t.Errorf("answer = %d %s, want the upstream's 401", res.StatusCode, body)

@@ -24,8 +24,8 @@ func TestServerSentEvents(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "data: last\n\n")
 	})
-	e := newPxEnv(t, Options{Routes: []Route{{Name: "events", Path: "/events", Upstream: up.url()}}})
-	tk := e.sessions.add(t, pxToken)
+	e := newPxEnv(t, Options{Routes: []Route{{Name: "events", Path: "/events", Upstream: up.url().String()}}})
+	tk := e.sessions.addToken(t, pxToken)
 
 	r := withTicket(e.req(t, http.MethodGet, "/events", nil), tk)
 	res, err := http.DefaultClient.Do(r)
@@ -80,8 +80,8 @@ func TestWebSocketEcho(t *testing.T) {
 		// Echo until the client closes.
 		_, _ = io.Copy(conn, brw)
 	})
-	e := newPxEnv(t, Options{Routes: []Route{{Name: "ws", Path: "/ws", Upstream: up.url()}}})
-	tk := e.sessions.add(t, pxToken)
+	e := newPxEnv(t, Options{Routes: []Route{{Name: "ws", Path: "/ws", Upstream: up.url().String()}}})
+	tk := e.sessions.addToken(t, pxToken)
 
 	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
 	if err != nil {
@@ -143,7 +143,7 @@ func TestClientGoneMidStream(t *testing.T) {
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done()
 	})
-	e := newPxEnv(t, Options{Routes: []Route{{Name: "events", Path: "/events", Upstream: up.url(), Auth: AuthNone}}})
+	e := newPxEnv(t, Options{Routes: []Route{{Name: "events", Path: "/events", Upstream: up.url().String(), Auth: AuthNone}}})
 
 	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
 	if err != nil {

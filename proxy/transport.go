@@ -6,39 +6,66 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tokenrelay/tokenrelay/internal/problem"
 )
 
-// TransportOptions tunes the transport to upstreams. Zero values take the
-// defaults documented on each field.
+// TransportOptions tune the transport to upstreams (in key `upstream`).
 type TransportOptions struct {
-	// MaxIdleConnsPerHost defaults to 256.
-	MaxIdleConnsPerHost int
-	// IdleConnTimeout defaults to 90s.
-	IdleConnTimeout time.Duration
-	// DialTimeout defaults to 5s.
-	DialTimeout time.Duration
-	// ResponseHeaderTimeout defaults to 60s.
-	ResponseHeaderTimeout time.Duration
+	// Idle keep-alive connections kept per upstream (Go's default is 2).
+	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
+	// How long an idle upstream connection is kept.
+	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout"`
+	// Upstream dial timeout.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// How long to wait for an upstream's response headers (504 after).
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 	// TLSClientConfig is used for https upstreams (private CAs, client
 	// certificates); nil means the system roots.
-	TLSClientConfig *tls.Config
+	TLSClientConfig *tls.Config `yaml:"-"`
+}
+
+// WithDefaults returns o with every zero value replaced by its default.
+func (o TransportOptions) WithDefaults() TransportOptions {
+	if o.MaxIdleConnsPerHost == 0 {
+		o.MaxIdleConnsPerHost = 256
+	}
+	if o.IdleConnTimeout == 0 {
+		o.IdleConnTimeout = 90 * time.Second
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.ResponseHeaderTimeout == 0 {
+		o.ResponseHeaderTimeout = 60 * time.Second
+	}
+	return o
+}
+
+// Validate reports every problem in o, after defaults, with paths relative
+// to the section that holds it.
+func (o TransportOptions) Validate() []problem.Problem {
+	o = o.WithDefaults()
+	var ps problem.List
+	if o.MaxIdleConnsPerHost < 0 {
+		ps.Add("max_idle_conns_per_host", "must not be negative")
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{{"idle_conn_timeout", o.IdleConnTimeout}, {"dial_timeout", o.DialTimeout}, {"response_header_timeout", o.ResponseHeaderTimeout}} {
+		if d.value <= 0 {
+			ps.Add(d.key, "must be a positive duration")
+		}
+	}
+	return ps
 }
 
 // NewTransport returns an http.Transport tuned for a reverse proxy that
-// sends many small requests to a handful of upstreams.
+// sends many small requests to a handful of upstreams. Zero options take
+// their defaults; o is not validated (see Validate).
 func NewTransport(o TransportOptions) *http.Transport {
-	if o.MaxIdleConnsPerHost <= 0 {
-		o.MaxIdleConnsPerHost = 256
-	}
-	if o.IdleConnTimeout <= 0 {
-		o.IdleConnTimeout = 90 * time.Second
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = 5 * time.Second
-	}
-	if o.ResponseHeaderTimeout <= 0 {
-		o.ResponseHeaderTimeout = 60 * time.Second
-	}
+	o = o.WithDefaults()
 	dialer := &net.Dialer{
 		// An upstream that does not accept within this time is down or
 		// overloaded; failing fast turns into a 502 instead of a hung
