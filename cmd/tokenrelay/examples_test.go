@@ -60,7 +60,7 @@ func exampleConfigs(t *testing.T, root string) []string {
 	return found
 }
 
-// TestExampleConfigs (issue 4): every configuration in examples/ passes
+// TestExampleConfigs: every configuration in examples/ passes
 // check-config, with the secret files it names replaced by temporary files
 // holding dummy secrets of the right length. Nothing is fetched: check-config
 // does not reach the provider.
@@ -70,7 +70,7 @@ func TestExampleConfigs(t *testing.T) {
 	// The files this test must see at least: a walk that finds nothing
 	// proves nothing.
 	for _, want := range []string{
-		"demo/tokenrelay.yaml",
+		"demo/tokenrelay.yaml", "forward-auth/tokenrelay.yaml",
 		"providers/auth0.yaml", "providers/authgear.yaml", "providers/entra.yaml",
 		"providers/google.yaml", "providers/keycloak.yaml", "providers/oauth2-generic.yaml",
 		"providers/xano.yaml",

@@ -103,7 +103,10 @@ func (ta *testApp) build(ctx context.Context, cfg *config.Config, logger *slog.L
 	})
 	return &app{
 		Handler: mux,
-		Ready:   func(ctx context.Context) error { return ta.ready(ctx) },
+		ForwardAuth: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "verify "+r.URL.Path)
+		}),
+		Ready: func(ctx context.Context) error { return ta.ready(ctx) },
 		Close: func() error {
 			close(ta.closed)
 			return nil

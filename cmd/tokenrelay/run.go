@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/idp"
+	"github.com/tokenrelay/tokenrelay/internal/problem"
 )
 
 // Exit codes.
@@ -32,14 +34,21 @@ const usage = `tokenrelay — OAuth2/OIDC token handler reverse proxy
 
 Usage:
   tokenrelay [serve] [--config FILE]      run the proxy (the default command)
-  tokenrelay check-config [--config FILE] validate the configuration, print every problem
+  tokenrelay check-config [--config FILE] [--discover | --online]
+                                           validate the configuration, print every problem;
+                                           --discover also checks it against the provider's
+                                           discovery document; --online does that and
+                                           checks the keys, the token endpoint and the
+                                           client's credentials, the store and the
+                                           redirect URI, in a one-screen summary
   tokenrelay gen-secret                    print a new random session secret
   tokenrelay version                       print the version
   tokenrelay healthcheck [--url URL]       GET URL; exit 0 on 2xx (for exec probes)
 
 The configuration file defaults to ` + defaultConfigPath + `; --config "" reads
 the whole configuration from TOKENRELAY_* environment variables.
-Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.
+Exit codes: 0 ok, 1 runtime error (or a failed check-config --online
+check), 2 usage or configuration error.
 `
 
 // run is main without the process: tests call it in-process. environ is in
@@ -83,7 +92,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	case "serve":
 		return c.serveCmd(ctx, args)
 	case "check-config":
-		return c.checkConfig(args)
+		return c.checkConfig(ctx, args)
 	case "gen-secret":
 		return c.genSecret(args)
 	case "version":
@@ -128,7 +137,9 @@ func (c *cli) loadConfig(path string) (*config.Config, config.Warnings, bool) {
 		if errors.As(err, &problems) {
 			fmt.Fprintf(c.stderr, "%s is invalid (%d problem%s):\n", name, len(problems), plural(len(problems)))
 			for _, p := range problems {
-				fmt.Fprintf(c.stderr, "  %s\n", p)
+				// A message of several lines (a CEL error and the line it
+				// points into) stays under its key.
+				fmt.Fprintf(c.stderr, "  %s\n", strings.ReplaceAll(p.String(), "\n", "\n    "))
 			}
 		} else {
 			fmt.Fprintf(c.stderr, "tokenrelay: %v\n", err)
@@ -145,21 +156,79 @@ func plural(n int) string {
 	return "s"
 }
 
-func (c *cli) checkConfig(args []string) int {
+func (c *cli) checkConfig(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	path := fs.String("config", defaultConfigPath, `configuration file ("" for environment only)`)
+	discover := fs.Bool("discover", false, "also read the provider's discovery document and report where the configuration conflicts with it")
+	online := fs.Bool("online", false, "also check the provider (discovery, keys, token endpoint, client credentials), the store and the redirect URI over the network")
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
 	}
-	_, warnings, ok := c.loadConfig(*path)
+	cfg, warnings, ok := c.loadConfig(*path)
 	if !ok {
 		return exitUsage
 	}
+	if *online {
+		fmt.Fprintf(c.stdout, "tokenrelay check-config --online: %s\n", cmpOr(*path, "(environment)"))
+		return c.checkOnline(ctx, cfg, warnings)
+	}
+	if *discover {
+		if code := c.checkDiscovery(ctx, cfg); code != exitOK {
+			return code
+		}
+	}
 	fmt.Fprintln(c.stdout, "config OK")
 	for _, w := range warnings {
-		fmt.Fprintf(c.stdout, "warning: %s\n", w)
+		if w.Severity != problem.Debug {
+			fmt.Fprintf(c.stdout, "warning: %s\n", w)
+		}
 	}
 	return exitOK
+}
+
+// checkDiscovery reads the provider's discovery document and prints where
+// cfg conflicts with it: exitUsage for a conflict, exitRuntime when the
+// document cannot be read.
+func (c *cli) checkDiscovery(ctx context.Context, cfg *config.Config) int {
+	if cfg.Provider.Type != idp.TypeOIDC {
+		fmt.Fprintf(c.stdout, "note: provider.type %s has no discovery document to check against\n", cfg.Provider.Type)
+		return exitOK
+	}
+	client, err := providerHTTPClient(cfg.Provider)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenrelay check-config: %v\n", err)
+		return exitUsage
+	}
+	found, err := discoverAndCheck(ctx, cfg, client)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenrelay check-config: %v\n", err)
+		return exitRuntime
+	}
+	for _, w := range found.Warnings() {
+		fmt.Fprintf(c.stdout, "warning: %s\n", w)
+	}
+	conflicts := found.Errors()
+	if len(conflicts) == 0 {
+		return exitOK
+	}
+	fmt.Fprintf(c.stderr, "the configuration conflicts with the discovery document of %s (%d problem%s):\n", cfg.Provider.Issuer, len(conflicts), plural(len(conflicts)))
+	for _, p := range conflicts {
+		fmt.Fprintf(c.stderr, "  %s\n", p)
+	}
+	return exitUsage
+}
+
+// discoverAndCheck reads the discovery document of cfg's OIDC provider
+// with client and checks cfg against it: the problems check-config
+// --discover and --online report, and serve refuses to start on.
+func discoverAndCheck(ctx context.Context, cfg *config.Config, client *http.Client) (problem.List, error) {
+	opts := cfg.Provider
+	opts.HTTPClient = client
+	md, err := idp.Discover(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return problem.List(cfg.CheckProvider(md)), nil
 }
 
 func (c *cli) genSecret(args []string) int {
@@ -184,7 +253,7 @@ func (c *cli) version(args []string) int {
 // with an exec probe or a Docker HEALTHCHECK.
 func (c *cli) healthcheck(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	target := fs.String("url", "http://127.0.0.1:9090/healthz", "URL to GET")
+	target := fs.String("url", "http://"+config.DefaultAdminListen+"/healthz", "URL to GET")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
 	if code, ok := c.parseFlags(fs, args); !ok {
 		return code

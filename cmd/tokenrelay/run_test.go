@@ -125,6 +125,33 @@ routes: [{path: api, upstream: "127.0.0.1:1"}]
 				"  routes[0].upstream: must be an http or https URL\n",
 		},
 		{
+			// A pod with service links in a namespace with Services named
+			// tokenrelay and tokenrelay-redis.
+			name: "Kubernetes service links",
+			args: []string{"check-config", "-config", noWarnings},
+			environ: []string{
+				"TOKENRELAY_SERVICE_HOST=10.96.0.10",
+				"TOKENRELAY_SERVICE_PORT=8080",
+				"TOKENRELAY_SERVICE_PORT_TOKENRELAY=8080",
+				"TOKENRELAY_PORT=tcp://10.96.0.10:8080",
+				"TOKENRELAY_PORT_8080_TCP=tcp://10.96.0.10:8080",
+				"TOKENRELAY_PORT_8080_TCP_PROTO=tcp",
+				"TOKENRELAY_PORT_8080_TCP_PORT=8080",
+				"TOKENRELAY_PORT_8080_TCP_ADDR=10.96.0.10",
+				"TOKENRELAY_REDIS_SERVICE_HOST=10.96.0.11",
+				"TOKENRELAY_REDIS_PORT_6379_TCP_ADDR=10.96.0.11",
+			},
+			wantCode:   0,
+			wantStdout: "config OK\n",
+		},
+		{
+			name:       "service links do not hide a misspelt variable",
+			args:       []string{"check-config", "-config", noWarnings},
+			environ:    []string{"TOKENRELAY_SERVICE_HOST=10.96.0.10", "TOKENRELAY_REFRESH_AHEDA=30s"},
+			wantCode:   2,
+			wantStderr: noWarnings + " is invalid (1 problem):\n  TOKENRELAY_REFRESH_AHEDA: unknown variable; did you mean TOKENRELAY_REFRESH_AHEAD?\n",
+		},
+		{
 			name:       "missing file",
 			args:       []string{"check-config", "--config", dir + "/missing.yaml"},
 			wantCode:   2,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,7 +17,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/internal/problem"
+	"github.com/tokenrelay/tokenrelay/tracing"
 )
 
 // Server timeouts. There is no write timeout: SSE streams and long
@@ -40,9 +45,21 @@ func (c *cli) serveCmd(ctx context.Context, args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	logger := newLogger(cfg.Log, c.stderr)
+	// Lines still buffered are written when serve has returned: after the
+	// servers have stopped and the last line ("stopped") is logged.
+	out := newLogWriter(c.stderr, logBufferBytes)
+	defer out.Close()
+	logger := newLogger(cfg.Log, out)
+	if cfg.Tracing.Enabled {
+		// The trace id of a traced request on each of its log lines.
+		logger = slog.New(tracing.LogHandler(logger.Handler()))
+	}
 	for _, w := range warnings {
-		logger.Warn("config: "+w.Message, "key", w.Path)
+		level := slog.LevelWarn
+		if w.Severity == problem.Debug {
+			level = slog.LevelDebug
+		}
+		logger.Log(ctx, level, "config: "+w.Message, "key", w.Path)
 	}
 	if !c.noSignals {
 		var stop context.CancelFunc
@@ -84,94 +101,167 @@ func (c *cli) serve(ctx context.Context, cfg *config.Config, logger *slog.Logger
 		}
 	}()
 
-	var listeners []net.Listener
-	defer func() {
-		for _, ln := range listeners {
-			ln.Close() // already closed by Shutdown on the normal path
-		}
-	}()
-	listen := func(name, addr string) (net.Listener, error) {
+	ls, err := listen(cfg)
+	defer ls.close() // already closed by Shutdown on the normal path
+	if err != nil {
+		return err
+	}
+	s, err := c.newServers(appCtx, cfg, ls, a, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	s.start(ls, c.listening)
+	failure := s.wait(ctx, cfg)
+	graceErr := s.shutdown(ctx, cfg, failure, c.after)
+	cancelApp()
+	return errors.Join(failure, graceErr)
+}
+
+// listeners are the sockets serve binds: main, admin, forward-auth (when
+// forward_auth.listen is set) and, in acme mode, plain HTTP.
+type listeners struct {
+	main, admin, forwardAuth, http net.Listener
+}
+
+// listen binds every listener the configuration names; on failure the
+// ones already bound are in ls, for close.
+func listen(cfg *config.Config) (ls listeners, err error) {
+	bind := func(name, addr string) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("%s listener: %w", name, err)
 		}
-		listeners = append(listeners, ln)
 		return ln, nil
 	}
-	mainLn, err := listen("main", cfg.Listen)
-	if err != nil {
-		return err
+	if ls.main, err = bind("main", cfg.Listen); err != nil {
+		return ls, err
 	}
-	adminLn, err := listen("admin", cfg.AdminListen)
-	if err != nil {
-		return err
+	if ls.admin, err = bind("admin", cfg.AdminListen); err != nil {
+		return ls, err
 	}
-	var httpLn net.Listener
-	if cfg.TLS.Mode == "acme" {
-		if httpLn, err = listen("http", cfg.TLS.HTTPListen); err != nil {
-			return err
+	if cfg.ForwardAuth.Enabled() {
+		if ls.forwardAuth, err = bind("forward-auth", cfg.ForwardAuth.Listen); err != nil {
+			return ls, err
 		}
 	}
+	if cfg.TLS.Mode == "acme" {
+		if ls.http, err = bind("http", cfg.TLS.HTTPListen); err != nil {
+			return ls, err
+		}
+	}
+	return ls, nil
+}
 
-	var draining atomic.Bool
+func (ls listeners) close() {
+	for _, ln := range []net.Listener{ls.main, ls.admin, ls.forwardAuth, ls.http} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// servers are the HTTP servers serve runs and what their shutdown waits
+// for.
+type servers struct {
+	main, admin *http.Server
+	// forwardAuth serves the verify endpoint to an ingress, in plain HTTP
+	// (nil when forward_auth.listen is not set).
+	forwardAuth *http.Server
+	// http answers ACME HTTP-01 challenges and redirects to https (acme
+	// mode only; nil otherwise).
+	http *http.Server
+	// draining makes /readyz fail once shutdown has begun.
+	draining *atomic.Bool
 	// handlers counts the main handler's running calls. http.Server's
 	// Shutdown does not wait for hijacked connections, and a proxied
 	// WebSocket runs inside its handler call until the tunnel closes, so
 	// shutdown waits for this count too (bounded by shutdown_grace).
-	var handlers sync.WaitGroup
-	mainSrv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			handlers.Add(1)
-			defer handlers.Done()
-			a.Handler.ServeHTTP(w, r)
-		}),
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          serverErrorLog(logger, "main"),
-		BaseContext:       func(net.Listener) context.Context { return appCtx },
+	handlers *sync.WaitGroup
+	// running counts the Serve calls; errs receives the error of one that
+	// failed.
+	running *sync.WaitGroup
+	errs    chan error
+	// stop releases what TLS set up (the ACME cache).
+	stop func()
+	log  *slog.Logger
+}
+
+// newServers builds the main, admin and (in acme mode) plain-HTTP servers,
+// with the TLS configuration tls.mode asks for.
+func (c *cli) newServers(appCtx context.Context, cfg *config.Config, ls listeners, a *app, reg *prometheus.Registry, logger *slog.Logger) (*servers, error) {
+	s := &servers{
+		draining: new(atomic.Bool),
+		handlers: new(sync.WaitGroup),
+		running:  new(sync.WaitGroup),
+		errs:     make(chan error, 4),
+		stop:     func() {},
+		log:      logger,
 	}
-	adminSrv := &http.Server{
-		Handler:           adminHandler(reg, a.Ready, &draining, logger),
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          serverErrorLog(logger, "admin"),
+	s.main = newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.handlers.Add(1)
+		defer s.handlers.Done()
+		a.Handler.ServeHTTP(w, r)
+	}), serverErrorLog(logger, "main"))
+	s.main.BaseContext = func(net.Listener) context.Context { return appCtx }
+	s.admin = newServer(adminHandler(reg, a.Ready, s.draining, logger, a.Admin), serverErrorLog(logger, "admin"))
+	if ls.forwardAuth != nil {
+		s.forwardAuth = newServer(a.ForwardAuth, serverErrorLog(logger, "forward-auth"))
+		s.forwardAuth.BaseContext = func(net.Listener) context.Context { return appCtx }
 	}
-	var httpSrv *http.Server
 
 	switch cfg.TLS.Mode {
 	case "files":
 		r, err := newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, c.certCheckInterval, c.now, logger)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		mainSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}
+		s.main.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}
 	case "acme":
-		acme, err := newACME(&cfg.TLS, mainLn.Addr(), httpLn.Addr(), logger)
-		if err != nil {
-			return err
-		}
-		defer acme.Stop()
-		if err := acme.Manage(appCtx, cfg.TLS.ACME.Domains); err != nil {
-			return err
-		}
-		mainSrv.TLSConfig = acme.TLSConfig()
-		_, httpsPort, _ := hostPort(mainLn.Addr())
-		httpSrv = &http.Server{
-			Handler:           acme.HTTPHandler(cfg.TLS.ACME.Domains, cfg.PublicURL, httpsPort),
-			ReadHeaderTimeout: readHeaderTimeout,
-			IdleTimeout:       idleTimeout,
-			ErrorLog:          serverErrorLog(logger, "http"),
+		if err := s.setACME(appCtx, cfg, ls, logger); err != nil {
+			return nil, err
 		}
 	}
+	return s, nil
+}
 
-	serveErr := make(chan error, 3)
-	var wg sync.WaitGroup
-	start := func(name string, srv *http.Server, ln net.Listener, useTLS bool) {
-		logger.Info("listening", "listener", name, "addr", ln.Addr().String(), "tls", useTLS)
-		if c.listening != nil {
-			c.listening(name, ln.Addr().String())
+// setACME obtains certificates for the main server and builds the plain
+// HTTP server that answers HTTP-01 challenges.
+func (s *servers) setACME(appCtx context.Context, cfg *config.Config, ls listeners, logger *slog.Logger) error {
+	acme, err := newACME(&cfg.TLS, ls.main.Addr(), ls.http.Addr(), logger)
+	if err != nil {
+		return err
+	}
+	if err := acme.Manage(appCtx, cfg.TLS.ACME.Domains); err != nil {
+		acme.Stop()
+		return err
+	}
+	s.stop = acme.Stop
+	s.main.TLSConfig = acme.TLSConfig()
+	_, httpsPort, _ := hostPort(ls.main.Addr())
+	s.http = newServer(acme.HTTPHandler(cfg.TLS.ACME.Domains, cfg.PublicURL, httpsPort), serverErrorLog(logger, "http"))
+	return nil
+}
+
+// newServer is an http.Server with tokenrelay's timeouts.
+func newServer(h http.Handler, errorLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          errorLog,
+	}
+}
+
+// start serves each server on its listener, in the background.
+func (s *servers) start(ls listeners, listening func(name, addr string)) {
+	run := func(name string, srv *http.Server, ln net.Listener) {
+		useTLS := srv.TLSConfig != nil
+		s.log.Info("listening", "listener", name, "addr", ln.Addr().String(), "tls", useTLS)
+		if listening != nil {
+			listening(name, ln.Addr().String())
 		}
-		wg.Go(func() {
+		s.running.Go(func() {
 			var err error
 			if useTLS {
 				err = srv.ServeTLS(ln, "", "")
@@ -179,78 +269,101 @@ func (c *cli) serve(ctx context.Context, cfg *config.Config, logger *slog.Logger
 				err = srv.Serve(ln)
 			}
 			if !errors.Is(err, http.ErrServerClosed) {
-				serveErr <- fmt.Errorf("%s server: %w", name, err)
+				s.errs <- fmt.Errorf("%s server: %w", name, err)
 			}
 		})
 	}
-	start("admin", adminSrv, adminLn, false)
-	start("main", mainSrv, mainLn, mainSrv.TLSConfig != nil)
-	if httpSrv != nil {
-		start("http", httpSrv, httpLn, false)
+	run("admin", s.admin, ls.admin)
+	run("main", s.main, ls.main)
+	if s.forwardAuth != nil {
+		run("forward-auth", s.forwardAuth, ls.forwardAuth)
 	}
+	if s.http != nil {
+		run("http", s.http, ls.http)
+	}
+}
 
-	var failure error
+// wait blocks until ctx ends (nil) or a server fails (its error).
+func (s *servers) wait(ctx context.Context, cfg *config.Config) error {
 	select {
 	case <-ctx.Done():
-		logger.Info("shutdown requested", "delay", cfg.ShutdownDelay.String(), "grace", cfg.ShutdownGrace.String())
-	case failure = <-serveErr:
-		logger.Error("server failed; shutting down", "error", failure)
+		s.log.Info("shutdown requested", "delay", cfg.ShutdownDelay.String(), "grace", cfg.ShutdownGrace.String())
+		return nil
+	case err := <-s.errs:
+		s.log.Error("server failed; shutting down", "error", err)
+		return err
 	}
+}
 
+// shutdown stops the servers in order: readiness fails and keep-alives
+// end at once; after shutdown_delay (skipped when a server failed) the
+// main, forward-auth and HTTP servers stop accepting and their requests, upgraded
+// connections included, get what is left of shutdown_grace; then the admin
+// server stops. It returns a late server failure and what the grace period
+// cut off.
+func (s *servers) shutdown(ctx context.Context, cfg *config.Config, failure error, after func(time.Duration) <-chan time.Time) error {
 	// Fail readiness first, and let clients that keep connections open
 	// learn to go elsewhere, while the listener still accepts.
-	draining.Store(true)
-	mainSrv.SetKeepAlivesEnabled(false)
+	s.draining.Store(true)
+	s.main.SetKeepAlivesEnabled(false)
+	if s.forwardAuth != nil {
+		s.forwardAuth.SetKeepAlivesEnabled(false)
+	}
+	var late error
 	if cfg.ShutdownDelay > 0 && failure == nil {
-		after := c.after
 		if after == nil {
 			after = time.After
 		}
-		logger.Info("draining: readiness fails, listener still open", "delay", cfg.ShutdownDelay.String())
+		s.log.Info("draining: readiness fails, listener still open", "delay", cfg.ShutdownDelay.String())
 		select {
 		case <-after(cfg.ShutdownDelay):
-		case failure = <-serveErr:
+		case late = <-s.errs:
 		}
 	}
 
 	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
-	var shutWG sync.WaitGroup
+	graceErr := s.drain(graceCtx, cfg.ShutdownGrace)
+
+	adminCtx, cancelAdmin := context.WithTimeout(context.WithoutCancel(ctx), adminShutdownTimeout)
+	defer cancelAdmin()
+	if err := s.admin.Shutdown(adminCtx); err != nil {
+		s.admin.Close()
+	}
+	s.running.Wait()
+	return errors.Join(late, graceErr)
+}
+
+// drain shuts the main, forward-auth and HTTP servers down within
+// graceCtx, then waits, in what is left of it, for the main handler's calls
+// that hijacked their connections (WebSockets).
+func (s *servers) drain(graceCtx context.Context, grace time.Duration) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards graceErr
 	var graceErr error
-	var graceMu sync.Mutex
-	for name, srv := range map[string]*http.Server{"main": mainSrv, "http": httpSrv} {
+	for name, srv := range map[string]*http.Server{"main": s.main, "forward-auth": s.forwardAuth, "http": s.http} {
 		if srv == nil {
 			continue
 		}
-		shutWG.Go(func() {
+		wg.Go(func() {
 			if err := srv.Shutdown(graceCtx); err != nil {
 				srv.Close()
-				graceMu.Lock()
-				graceErr = errors.Join(graceErr, fmt.Errorf("%s server: in-flight requests cut off after shutdown_grace %s: %w", name, cfg.ShutdownGrace, err))
-				graceMu.Unlock()
+				mu.Lock()
+				graceErr = errors.Join(graceErr, fmt.Errorf("%s server: in-flight requests cut off after shutdown_grace %s: %w", name, grace, err))
+				mu.Unlock()
 			}
 		})
 	}
-	shutWG.Wait()
-	// Connections the handler hijacked (upgrades: WebSockets) are still
-	// running; give them what is left of the grace period.
+	wg.Wait()
 	upgradesDone := make(chan struct{})
 	go func() {
-		handlers.Wait()
+		s.handlers.Wait()
 		close(upgradesDone)
 	}()
 	select {
 	case <-upgradesDone:
 	case <-graceCtx.Done():
-		graceErr = errors.Join(graceErr, fmt.Errorf("main server: upgraded connections cut off after shutdown_grace %s", cfg.ShutdownGrace))
+		graceErr = errors.Join(graceErr, fmt.Errorf("main server: upgraded connections cut off after shutdown_grace %s", grace))
 	}
-
-	adminCtx, cancelAdmin := context.WithTimeout(context.WithoutCancel(ctx), adminShutdownTimeout)
-	defer cancelAdmin()
-	if err := adminSrv.Shutdown(adminCtx); err != nil {
-		adminSrv.Close()
-	}
-	wg.Wait()
-	cancelApp()
-	return errors.Join(failure, graceErr)
+	return graceErr
 }

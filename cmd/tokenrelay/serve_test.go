@@ -19,7 +19,7 @@ import (
 
 func TestServeAdminEndpoints(t *testing.T) {
 	ta := newTestApp()
-	notReady := errors.New("store unreachable")
+	notReady := failedCheck("store", errors.New("session: redis ping: dial tcp 127.0.0.1:6391: connect: connection refused"))
 	ready := make(chan error, 1)
 	ready <- nil
 	ta.ready = func(context.Context) error {
@@ -42,8 +42,13 @@ func TestServeAdminEndpoints(t *testing.T) {
 	}
 	<-ready
 	ready <- notReady
-	if code, body := get(t, admin+"/readyz"); code != 503 || body != "not ready: store unreachable\n" {
-		t.Errorf("/readyz when not ready = %d %q, want 503 \"not ready: store unreachable\\n\"", code, body)
+	// The answer names the failed check; the cause (an internal address)
+	// goes to the log only.
+	if code, body := get(t, admin+"/readyz"); code != 503 || body != "not ready: store: unavailable\n" {
+		t.Errorf("/readyz when not ready = %d %q, want 503 \"not ready: store: unavailable\\n\"", code, body)
+	}
+	if !strings.Contains(r.stderr.String(), "127.0.0.1:6391") {
+		t.Errorf("the cause of the readiness failure is not in the log:\n%s", r.stderr)
 	}
 	if code, body := get(t, admin+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz when not ready = %d %q, want 200 (liveness does not follow readiness)", code, body)
@@ -79,7 +84,9 @@ func TestServeAdminEndpoints(t *testing.T) {
 // and /readyz fails until the metadata loads.
 func TestServeProviderUnavailable(t *testing.T) {
 	path := writeFile(t, t.TempDir(), "c.yaml", minimalYAML)
-	r := startServe(t, &cli{noSignals: true}, path) // the real buildApp
+	// A Kubernetes service link is no configuration and stops nothing.
+	environ := []string{"TOKENRELAY_SERVICE_HOST=10.96.0.10"}
+	r := startServe(t, &cli{noSignals: true, environ: environ}, path) // the real buildApp
 
 	client := &http.Client{Timeout: testDeadline}
 	resp, err := client.Get("http://" + r.addrs["main"] + "/api/x")
@@ -92,12 +99,35 @@ func TestServeProviderUnavailable(t *testing.T) {
 	if resp.StatusCode != 503 || string(body) != wantBody || resp.Header.Get("Content-Type") != "application/json; charset=utf-8" || resp.Header.Get("Retry-After") != "5" {
 		t.Errorf("before the provider loads: %d %q %q, want 503 application/json %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, wantBody)
 	}
-	if code, body := get(t, "http://"+r.addrs["admin"]+"/readyz"); code != 503 || body != "not ready: identity provider metadata not loaded yet\n" {
+	if code, body := get(t, "http://"+r.addrs["admin"]+"/readyz"); code != 503 || body != "not ready: provider: unavailable\n" {
 		t.Errorf("/readyz = %d %q, want 503", code, body)
 	}
 	// The memory store without a secret warns at start, in the JSON log.
 	if !hasLine(r.stderr.String(), `"level":"WARN","msg":"config: not set: a random secret is generated at start, and sessions end with the process","key":"session.secret"`) {
 		t.Errorf("no config warning in the log:\n%s", r.stderr)
+	}
+	if !hasLine(r.stderr.String(), `"level":"DEBUG","msg":"config: ignored: a Kubernetes service-link variable (set enableServiceLinks: false in the pod spec)","key":"TOKENRELAY_SERVICE_HOST"`) {
+		t.Errorf("no debug line for the ignored service link in the log:\n%s", r.stderr)
+	}
+}
+
+// TestServeForwardAuthListener: forward_auth.listen binds a third listener
+// that serves the app's forward-auth handler, and only there: the main
+// listener never reaches it. A route may then have no upstream.
+func TestServeForwardAuthListener(t *testing.T) {
+	ta := newTestApp()
+	cfg := strings.Replace(minimalYAML, `routes: [{path: /, upstream: "http://127.0.0.1:9"}]`, `routes: [{path: /api/}]`, 1) +
+		"forward_auth: {listen: 127.0.0.1:0}\n"
+	path := writeFile(t, t.TempDir(), "c.yaml", cfg)
+	r := startServe(t, &cli{buildApp: ta.build}, path, "main", "admin", "forward-auth")
+	if code, body := get(t, "http://"+r.addrs["forward-auth"]+"/.auth/verify"); code != 200 || body != "verify /.auth/verify" {
+		t.Errorf("forward-auth listener: %d %q, want the forward-auth handler", code, body)
+	}
+	if code, body := get(t, "http://"+r.addrs["main"]+"/.auth/verify"); code != 200 || body != "hello" {
+		t.Errorf("main listener: %d %q, want the main handler", code, body)
+	}
+	if !hasLine(r.stderr.String(), `"msg":"listening","listener":"forward-auth"`) {
+		t.Errorf("no listening line for the forward-auth listener:\n%s", r.stderr)
 	}
 }
 

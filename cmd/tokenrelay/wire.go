@@ -11,25 +11,38 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tokenrelay/tokenrelay/admin"
 	"github.com/tokenrelay/tokenrelay/config"
+	"github.com/tokenrelay/tokenrelay/identity"
 	"github.com/tokenrelay/tokenrelay/idp"
+	"github.com/tokenrelay/tokenrelay/internal/problem"
 	"github.com/tokenrelay/tokenrelay/proxy"
 	"github.com/tokenrelay/tokenrelay/secret"
 	"github.com/tokenrelay/tokenrelay/session"
+	"github.com/tokenrelay/tokenrelay/session/redisstore"
+	"github.com/tokenrelay/tokenrelay/tracing"
 )
 
-// app is what serve runs: the main handler, the readiness check behind
-// /readyz, and Close, called once after the servers have shut down.
+// app is what serve runs: the main handler, the forward-auth listener's
+// handler (the verify endpoint), the readiness check behind /readyz, and
+// Close, called once after the servers have shut down.
 type app struct {
-	Handler http.Handler
-	Ready   func(context.Context) error
-	Close   func() error
+	Handler     http.Handler
+	ForwardAuth http.Handler
+	Ready       func(context.Context) error
+	Close       func() error
+	// Admin is the session admin API for the admin listener; nil when
+	// admin.token is not configured.
+	Admin http.Handler
 }
 
 // errProviderLoading is the readiness error (and the 503 answer) while the
@@ -59,9 +72,63 @@ const (
 // in the background until it succeeds. Liveness is unaffected, so
 // Kubernetes does not restart a pod whose provider is briefly away.
 func buildApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*app, error) {
+	w, err := newWiring(cfg, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	loadCtx, stopLoading := context.WithCancel(ctx)
+	loaded, err := w.startLoading(loadCtx)
+	if err != nil {
+		stopLoading()
+		w.closeBackend()
+		return nil, err
+	}
+	var closeOnce sync.Once
+	var closeErr error
+	var api http.Handler
+	if cfg.Admin.Enabled() {
+		api = admin.New(cfg.Admin, adminBackend{w}, adminBackend{w}, logger)
+	}
+	return &app{
+		Handler:     w,
+		ForwardAuth: http.HandlerFunc(w.serveForwardAuth),
+		Admin:       api,
+		Ready:       w.ready,
+		Close: func() error {
+			closeOnce.Do(func() {
+				stopLoading()
+				<-loaded
+				closeErr = w.close()
+			})
+			return closeErr
+		},
+	}, nil
+}
+
+// newWiring builds what does not need the provider: the session store, the
+// server secrets, the provider's HTTP client and the upstream transport.
+func newWiring(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*wiring, error) {
 	backend, closeBackend, err := buildBackend(cfg, logger)
 	if err != nil {
 		return nil, err
+	}
+	client, err := providerHTTPClient(cfg.Provider)
+	if err != nil {
+		closeBackend()
+		return nil, err
+	}
+	tp, err := newTracerProvider(context.Background(), cfg.Tracing, os.Environ())
+	if err != nil {
+		closeBackend()
+		return nil, err
+	}
+	w := &wiring{tracerProvider: tp}
+	upstream := proxy.NewTransport(cfg.Upstream.TransportOptions)
+	var traced http.RoundTripper = upstream
+	if tp != nil {
+		w.traces = tp
+		client.Transport = tracing.Transport(client.Transport, tp, "provider")
+		traced = tracing.Transport(upstream, tp, "upstream")
 	}
 	serverSecret := cfg.Session.Secret
 	if serverSecret.IsZero() {
@@ -73,74 +140,75 @@ func buildApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg 
 	for _, s := range cfg.Session.PreviousSecrets {
 		previous = append(previous, []byte(s.Reveal()))
 	}
-	providerClient, err := providerHTTPClient(cfg.Provider)
-	if err != nil {
-		closeBackend()
-		return nil, err
-	}
-	upstream, err := upstreamTransport(cfg.Upstream)
-	if err != nil {
-		closeBackend()
-		return nil, err
-	}
+	w.cfg, w.logger, w.reg = cfg, logger, reg
+	w.backend, w.closeBackend = backend, closeBackend
+	w.secret, w.previous = []byte(serverSecret.Reveal()), previous
+	w.client, w.upstream, w.tracedUpstream = client, upstream, traced
+	return w, nil
+}
 
-	w := &wiring{
-		cfg:      cfg,
-		logger:   logger,
-		reg:      reg,
-		backend:  backend,
-		secret:   []byte(serverSecret.Reveal()),
-		previous: previous,
-		client:   providerClient,
-		upstream: upstream,
-	}
-	loadCtx, stopLoading := context.WithCancel(ctx)
+// startLoading loads the provider and builds the request path once; when
+// the provider is not available, it goes on trying in the background. The
+// channel closes when loading is over (done, or given up with ctx). An
+// errBuild is returned: the configuration cannot be served.
+func (w *wiring) startLoading(ctx context.Context) (<-chan struct{}, error) {
 	done := make(chan struct{})
-	if err := w.load(loadCtx); errors.Is(err, errBuild) {
-		stopLoading()
-		closeBackend()
+	err := w.load(ctx)
+	switch {
+	case errors.Is(err, errBuild):
 		return nil, err
-	} else if err != nil {
-		logger.Error("identity provider not available yet; retrying in the background", "error", err)
+	case err != nil:
+		w.logger.Error("identity provider (or the assertion signing keys in the store) not available yet; retrying in the background", "error", err)
 		go func() {
 			defer close(done)
-			w.retryLoad(loadCtx)
+			w.retryLoad(ctx)
 		}()
-	} else {
+	default:
 		close(done)
 	}
+	return done, nil
+}
 
-	var closeOnce sync.Once
-	var closeErr error
-	return &app{
-		Handler: w,
-		Ready:   w.ready,
-		Close: func() error {
-			closeOnce.Do(func() {
-				stopLoading()
-				<-done
-				if p := w.provider.Load(); p != nil {
-					p.Close()
-				}
-				upstream.CloseIdleConnections()
-				closeErr = closeBackend()
-			})
-			return closeErr
-		},
-	}, nil
+// close ends what the wiring holds, once loading is over: the refreshes
+// still in flight, the provider's key refresh, idle upstream connections
+// and the store.
+func (w *wiring) close() error {
+	w.drainRefreshes()
+	if p := w.provider.Load(); p != nil {
+		p.Close()
+	}
+	w.upstream.CloseIdleConnections()
+	err := w.closeBackend()
+	if w.tracerProvider != nil {
+		// Export what is still buffered, bounded.
+		ctx, cancel := context.WithTimeout(context.Background(), tracerShutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, w.tracerProvider.Shutdown(ctx))
+	}
+	return err
 }
 
 // wiring holds what buildApp made and, once the provider has loaded, the
 // live handler. It is safe for concurrent use.
 type wiring struct {
-	cfg      *config.Config
-	logger   *slog.Logger
-	reg      prometheus.Registerer
-	backend  session.Backend
-	secret   []byte
-	previous [][]byte
-	client   *http.Client
-	upstream *http.Transport
+	cfg     *config.Config
+	logger  *slog.Logger
+	reg     prometheus.Registerer
+	backend session.Backend
+	// closeBackend closes the store and its client.
+	closeBackend func() error
+	secret       []byte
+	previous     [][]byte
+	client       *http.Client
+	upstream     *http.Transport
+	// tracedUpstream is upstream, with a client span per call when
+	// tracing is on.
+	tracedUpstream http.RoundTripper
+	// tracerProvider is the SDK's, nil when tracing is off; traces is the
+	// same as the interface the packages take (nil when off: never a
+	// typed nil).
+	tracerProvider *sdktrace.TracerProvider
+	traces         trace.TracerProvider
 
 	// provider, manager and handler are set together, once, by load.
 	provider atomic.Pointer[idp.Provider]
@@ -155,21 +223,51 @@ func (w *wiring) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(rw, r)
 		return
 	}
-	rw.Header().Set("Content-Type", "application/json; charset=utf-8")
-	rw.Header().Set("Cache-Control", "no-store")
 	rw.Header().Set("Retry-After", "5")
-	rw.WriteHeader(http.StatusServiceUnavailable)
-	_, _ = rw.Write([]byte(`{"error":"provider_unavailable","message":"the identity provider's metadata has not loaded yet"}` + "\n"))
+	proxy.WriteError(rw, http.StatusServiceUnavailable, "provider_unavailable", "the identity provider's metadata has not loaded yet")
 }
 
-// ready reports whether the store answers and the provider's metadata and
-// keys are loaded.
+// serveForwardAuth serves the forward-auth listener through the proxy once
+// the provider has loaded, and 503 before (an ingress then refuses the
+// request rather than let it through).
+func (w *wiring) serveForwardAuth(rw http.ResponseWriter, r *http.Request) {
+	if h := w.handler.Load(); h != nil {
+		h.ServeForwardAuth(rw, r)
+		return
+	}
+	rw.Header().Set("Retry-After", "5")
+	proxy.WriteError(rw, http.StatusServiceUnavailable, "provider_unavailable", "the identity provider's metadata has not loaded yet")
+}
+
+// ready reports whether the store answers, the provider's metadata and
+// keys are loaded, and the provider accepts this replica's client.
 func (w *wiring) ready(ctx context.Context) error {
 	p, m := w.provider.Load(), w.manager.Load()
 	if p == nil || m == nil {
-		return errProviderLoading
+		return failedCheck("provider", errProviderLoading)
 	}
-	return errors.Join(p.Ready(ctx), m.Ready(ctx))
+	managerCheck := "store"
+	err := m.Ready(ctx)
+	if errors.Is(err, session.ErrClientRejected) {
+		managerCheck = "client"
+	}
+	return errors.Join(failedCheck("provider", p.Ready(ctx)), failedCheck(managerCheck, err))
+}
+
+// drainRefreshes waits, at most refresh.lock_ttl, for the refreshes still
+// in flight (the servers have stopped, but a refresh may go on after its
+// requests): one cut off by the exit would leave its outcome unknown to the
+// other replicas, and its session would end.
+func (w *wiring) drainRefreshes() {
+	m := w.manager.Load()
+	if m == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Refresh.LockTTL)
+	defer cancel()
+	if err := m.Drain(ctx); err != nil {
+		w.logger.Warn("refreshes still in flight at exit; their sessions end when their tokens expire", "error", err)
+	}
 }
 
 // retryLoad calls load with jittered exponential backoff until it succeeds
@@ -193,7 +291,7 @@ func (w *wiring) retryLoad(ctx context.Context) {
 			w.logger.Error("identity provider loaded, but the request path cannot be built; not retrying", "error", err)
 			return
 		}
-		w.logger.Error("identity provider not available yet; retrying", "error", err, "retry_in", wait)
+		w.logger.Error("identity provider (or the assertion signing keys in the store) not available yet; retrying", "error", err, "retry_in", wait)
 		wait = min(2*wait, providerRetryMax)
 	}
 }
@@ -202,31 +300,54 @@ func (w *wiring) retryLoad(ctx context.Context) {
 // and the proxy handler, and publishes them.
 func (w *wiring) load(ctx context.Context) error {
 	cfg := w.cfg
-	p, err := idp.New(ctx, providerOptions(cfg, w.client, w.logger))
+	popts, err := providerOptions(cfg, w.client, w.logger)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBuild, err)
+	}
+	keys, err := w.keyRing(ctx)
 	if err != nil {
 		return err
 	}
+	p, err := idp.New(ctx, popts)
+	if err != nil {
+		return err
+	}
+	if md := p.Metadata(); md != nil {
+		// The routes' tokens need grants the provider must offer; a
+		// conflict is reported as check-config --discover reports it.
+		found := problem.List(cfg.CheckProvider(md))
+		if err := found.Err(); err != nil {
+			p.Close()
+			return fmt.Errorf("the configuration conflicts with the provider's discovery document: %w", err)
+		}
+		for _, warn := range found.Warnings() {
+			w.logger.Warn("the provider's discovery document disagrees with the configuration", "problem", warn.String())
+		}
+	}
 	m, err := session.NewManager(session.ManagerOptions{
+		LifetimeOptions: cfg.Session.LifetimeOptions,
+		RefreshOptions:  cfg.Refresh.RefreshOptions,
 		Backend:         w.backend,
 		Secret:          w.secret,
 		PreviousSecrets: w.previous,
 		Refresher:       p,
+		Exchanger:       p,
+		ClientGrant:     p,
+		ClientDPoP:      cfg.Provider.DPoP,
 		Issuer:          cfg.Provider.Issuer,
+		Admin:           cfg.Admin.Enabled(),
+		Escrow:          cfg.Admin.Escrowed(),
+		TracerProvider:  w.traces,
 		Logger:          w.logger,
 		Registerer:      w.reg,
-		IdleTimeout:     cfg.Session.IdleTimeout,
-		MaxLifetime:     cfg.Session.MaxLifetime,
-		LoginStateTTL:   cfg.Session.LoginStateTTL,
-		RefreshAhead:    cfg.Refresh.Ahead,
-		RefreshTimeout:  cfg.Refresh.Timeout,
-		FailureBackoff:  cfg.Refresh.FailureBackoff,
-		LockTTL:         cfg.Refresh.LockTTL,
 	})
 	if err != nil {
 		p.Close()
 		return fmt.Errorf("%w: session manager: %w", errBuild, err)
 	}
-	h, err := proxy.New(proxyOptions(cfg, m, p, w.upstream, w.logger, w.reg))
+	po := proxyOptions(cfg, m, p, keys, w.tracedUpstream, w.logger, w.reg)
+	po.TracerProvider = w.traces
+	h, err := proxy.New(po)
 	if err != nil {
 		p.Close()
 		return fmt.Errorf("%w: %w", errBuild, err)
@@ -237,35 +358,54 @@ func (w *wiring) load(ctx context.Context) error {
 	return nil
 }
 
+// adminBackend gives the admin API the session manager and the provider
+// once they have loaded; before, its calls fail with errProviderLoading
+// (503).
+type adminBackend struct{ w *wiring }
+
+func (b adminBackend) SubjectSessions(ctx context.Context, sub string) ([]session.SessionInfo, error) {
+	m := b.w.manager.Load()
+	if m == nil {
+		return nil, errProviderLoading
+	}
+	return m.SubjectSessions(ctx, sub)
+}
+
+func (b adminBackend) EndSubjectSessions(ctx context.Context, sub, id string) ([]session.EndedSession, error) {
+	m := b.w.manager.Load()
+	if m == nil {
+		return nil, errProviderLoading
+	}
+	return m.EndSubjectSessions(ctx, sub, id)
+}
+
+func (b adminBackend) EndAll(ctx context.Context) (time.Time, error) {
+	m := b.w.manager.Load()
+	if m == nil {
+		return time.Time{}, errProviderLoading
+	}
+	return m.EndAll(ctx)
+}
+
+func (b adminBackend) Revoke(ctx context.Context, refreshToken secret.String) error {
+	p := b.w.provider.Load()
+	if p == nil {
+		return errProviderLoading
+	}
+	return p.Revoke(ctx, refreshToken)
+}
+
 // buildBackend builds the session store named by session.store and its
 // close function.
 func buildBackend(cfg *config.Config, logger *slog.Logger) (session.Backend, func() error, error) {
 	switch cfg.Session.Store {
 	case "redis":
-		r := cfg.Session.Redis
-		client, err := session.NewRedisClient(session.RedisClientOptions{
-			URL:              r.URL,
-			Addresses:        r.Addresses,
-			MasterName:       r.MasterName,
-			Cluster:          r.Cluster,
-			Username:         r.Username,
-			Password:         r.Password,
-			SentinelPassword: r.SentinelPassword,
-			DB:               r.DB,
-			TLS:              r.TLS,
-			CAFile:           r.CAFile,
-			CertFile:         r.CertFile,
-			KeyFile:          r.KeyFile,
-			ServerName:       r.ServerName,
-			DialTimeout:      r.DialTimeout,
-			ReadTimeout:      r.ReadTimeout,
-			WriteTimeout:     r.WriteTimeout,
-			PoolSize:         r.PoolSize,
-		})
+		redisstore.RouteLogs(logger)
+		client, err := redisstore.NewClient(cfg.Session.Redis)
 		if err != nil {
 			return nil, nil, fmt.Errorf("redis: %w", err)
 		}
-		store := session.NewRedisStore(client, session.RedisStoreOptions{KeyPrefix: r.KeyPrefix, Logger: logger})
+		store := redisstore.New(client, cfg.Session.Redis, logger)
 		closeAll := func() error { return errors.Join(store.Close(), client.Close()) }
 		return store, closeAll, nil
 	default:
@@ -276,18 +416,30 @@ func buildBackend(cfg *config.Config, logger *slog.Logger) (session.Backend, fun
 // providerHTTPClient is the client for every call to the identity provider.
 // Each call has its own deadline (provider.timeout, refresh.timeout), so the
 // client sets none; its transport trusts provider.ca_file when set.
-func providerHTTPClient(p config.ProviderConfig) (*http.Client, error) {
+func providerHTTPClient(p idp.Options) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	// The engine makes at most one refresh per session at a time, but many
 	// sessions refresh together after a deploy: keep enough idle
 	// connections to the token endpoint to avoid a TLS handshake each.
 	t.MaxIdleConnsPerHost = 64
+	if p.CAFile != "" || p.TLSClientCertFile != "" {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	if p.CAFile != "" {
 		pool, err := loadCertPool(p.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("provider.ca_file: %w", err)
 		}
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		t.TLSClientConfig.RootCAs = pool
+	}
+	if p.TLSClientCertFile != "" {
+		// tls_client_auth (RFC 8705): the certificate authenticates the
+		// client on every connection to the provider.
+		cert, err := tls.LoadX509KeyPair(p.TLSClientCertFile, p.TLSClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("provider.tls_client_cert_file: %w", err)
+		}
+		t.TLSClientConfig.Certificates = []tls.Certificate{cert}
 	}
 	return &http.Client{
 		Transport: t,
@@ -295,16 +447,6 @@ func providerHTTPClient(p config.ProviderConfig) (*http.Client, error) {
 		// error, and following it could send credentials elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}, nil
-}
-
-// upstreamTransport is the transport to every upstream.
-func upstreamTransport(u config.UpstreamConfig) (*http.Transport, error) {
-	return proxy.NewTransport(proxy.TransportOptions{
-		MaxIdleConnsPerHost:   u.MaxIdleConnsPerHost,
-		IdleConnTimeout:       u.IdleConnTimeout,
-		DialTimeout:           u.DialTimeout,
-		ResponseHeaderTimeout: u.ResponseHeaderTimeout,
-	}), nil
 }
 
 func loadCertPool(file string) (*x509.CertPool, error) {
@@ -319,113 +461,77 @@ func loadCertPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// providerOptions maps provider configuration onto idp.Options.
-func providerOptions(cfg *config.Config, client *http.Client, logger *slog.Logger) idp.Options {
-	p := cfg.Provider
-	c := p.Custom
-	headers := make(map[string]secret.String, len(c.RefreshRequest.Headers)+len(c.RefreshRequest.SecretHeaders))
-	for k, v := range c.RefreshRequest.Headers {
-		headers[k] = secret.String(v)
+// providerOptions are the provider's options from the file with the
+// dependencies cmd builds, and with the claims the policies and identity
+// headers read added to provider.claims, so the session keeps them.
+func providerOptions(cfg *config.Config, client *http.Client, logger *slog.Logger) (idp.Options, error) {
+	o := cfg.Provider
+	o.HTTPClient = client
+	o.Logger = logger
+	needed, err := proxy.ClaimNames(cfg.Policy, cfg.Routes)
+	if err != nil {
+		return o, err
 	}
-	for k, v := range c.RefreshRequest.SecretHeaders {
-		headers[k] = v
+	var added []string
+	o.Claims = slices.Clone(o.Claims)
+	for _, c := range needed {
+		if !slices.Contains(o.Claims, c) {
+			o.Claims = append(o.Claims, c)
+			added = append(added, c)
+		}
 	}
-	return idp.Options{
-		Type:                  p.Type,
-		Issuer:                p.Issuer,
-		ClientID:              p.ClientID,
-		ClientSecret:          p.ClientSecret,
-		AuthMethod:            p.AuthMethod,
-		Scopes:                p.Scopes,
-		AuthParams:            p.AuthParams,
-		TokenParams:           p.TokenParams,
-		RedirectURL:           cfg.RedirectURL(),
-		AuthorizationEndpoint: p.AuthorizationEndpoint,
-		TokenEndpoint:         p.TokenEndpoint,
-		RevocationEndpoint:    p.RevocationEndpoint,
-		EndSessionEndpoint:    p.EndSessionEndpoint,
-		UserinfoEndpoint:      p.UserinfoEndpoint,
-		JWKSURI:               p.JWKSURI,
-		AccessTokenLifetime:   p.AccessTokenLifetime,
-		ClockSkew:             p.ClockSkew,
-		MaxResponseBytes:      p.MaxResponseBytes,
-		Claims:                p.Claims,
-		Timeout:               p.Timeout,
-		HTTPClient:            client,
-		Logger:                logger,
-		Custom: idp.CustomOptions{
-			RefreshRequest: idp.RequestTemplate{
-				Method:  c.RefreshRequest.Method,
-				Format:  c.RefreshRequest.Format,
-				Body:    c.RefreshRequest.Body,
-				Headers: headers,
-			},
-			Mapping: idp.ResponseMapping{
-				AccessToken:  c.TokenResponse.AccessToken,
-				RefreshToken: c.TokenResponse.RefreshToken,
-				ExpiresIn:    c.TokenResponse.ExpiresIn,
-				IDToken:      c.TokenResponse.IDToken,
-				Subject:      c.TokenResponse.Subject,
-			},
-			DeadStatuses:    c.DeadStatuses,
-			DeadErrorField:  c.DeadErrorField,
-			DeadErrorValues: c.DeadErrorValues,
-		},
+	if len(added) > 0 {
+		logger.Info("the session keeps the claims the policies and identity headers read, besides provider.claims", "claims", added)
 	}
+	return o, nil
 }
 
-// proxyOptions maps the configuration onto proxy.Options. Validate has
-// checked every value parsed here.
-func proxyOptions(cfg *config.Config, m *session.Manager, p *idp.Provider, upstream http.RoundTripper, logger *slog.Logger, reg prometheus.Registerer) proxy.Options {
+// keyRing builds the identity assertion's key ring when a route sends the
+// assertion: from the key file, or generated keys kept in the session
+// store (sealed under the server secret), so every replica signs with the
+// same key. nil when no route sends one. A store that cannot be reached
+// now is retried with the provider's loading.
+func (w *wiring) keyRing(ctx context.Context) (*identity.KeyRing, error) {
+	if !slices.ContainsFunc(w.cfg.Routes, func(r proxy.Route) bool { return r.Identity != nil && r.Identity.Assertion }) {
+		return nil, nil
+	}
+	keys, err := identity.NewKeyRing(ctx, identity.KeyRingConfig{
+		Options:         w.cfg.Assertion,
+		Store:           session.NewKeyStore(w.backend),
+		Secret:          w.secret,
+		PreviousSecrets: w.previous,
+		Logger:          w.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("assertion signing keys: %w", err)
+	}
+	return keys, nil
+}
+
+// proxyOptions are the proxy's sections of the configuration with the
+// runtime objects it uses. Validate has checked public_url.
+func proxyOptions(cfg *config.Config, m *session.Manager, p *idp.Provider, keys *identity.KeyRing, upstream http.RoundTripper, logger *slog.Logger, reg prometheus.Registerer) proxy.Options {
 	publicURL, _ := url.Parse(cfg.PublicURL)
-	routes := make([]proxy.Route, 0, len(cfg.Routes))
-	for _, r := range cfg.Routes {
-		up, _ := url.Parse(r.Upstream)
-		auth, _ := proxy.ParseAuthMode(r.Auth)
-		unauth, _ := proxy.ParseUnauthMode(r.OnUnauthenticated)
-		routes = append(routes, proxy.Route{
-			Name:              r.Name,
-			Path:              r.Path,
-			Upstream:          up,
-			Auth:              auth,
-			OnUnauthenticated: unauth,
-			CSRFHeader:        r.CSRFHeader == nil || *r.CSRFHeader,
-			StripPrefix:       r.StripPrefix,
-			PassHost:          r.PassHost,
-		})
-	}
-	captures := make([]proxy.CaptureRoute, 0, len(cfg.Provider.Custom.Capture))
-	for _, c := range cfg.Provider.Custom.Capture {
-		captures = append(captures, proxy.CaptureRoute{Method: c.Method, Path: c.Path})
-	}
-	sameSite := http.SameSiteLaxMode
-	if cfg.Cookie.SameSite == "strict" {
-		sameSite = http.SameSiteStrictMode
-	}
 	return proxy.Options{
-		Sessions: m,
-		Provider: p,
-		Cookie: session.CookieOptions{
-			Name:     cfg.Cookie.Name,
-			Secure:   cfg.Cookie.Secure == nil || *cfg.Cookie.Secure,
-			SameSite: sameSite,
-		},
-		AuthPrefix:            cfg.AuthPrefix,
-		PublicURL:             publicURL,
-		Routes:                routes,
-		RetryOn401:            cfg.Refresh.RetryOn401 == nil || *cfg.Refresh.RetryOn401,
-		MaxRetryBody:          cfg.Refresh.MaxRetryBody,
-		MaxRequestBody:        cfg.Upstream.MaxRequestBody,
-		CSRFHeader:            cfg.CSRF.Header,
-		TrustedOrigins:        cfg.CSRF.TrustedOrigins,
-		PostLogoutRedirectURI: cfg.Logout.PostLogoutRedirectURI,
-		RevokeOnLogout:        cfg.Logout.Revoke == nil || *cfg.Logout.Revoke,
-		SessionMaxAge:         cfg.Session.MaxLifetime,
-		LoginStateTTL:         cfg.Session.LoginStateTTL,
-		CaptureRoutes:         captures,
-		Transport:             upstream,
-		FlushInterval:         cfg.Upstream.FlushInterval,
-		Logger:                logger,
-		Registerer:            reg,
+		Sessions:      m,
+		Provider:      p,
+		Transport:     upstream,
+		Logger:        logger,
+		Registerer:    reg,
+		AuthPrefix:    cfg.AuthPrefix,
+		PublicURL:     publicURL,
+		Cookie:        cfg.Cookie,
+		Session:       cfg.Session.LifetimeOptions,
+		Retry:         cfg.Refresh.RetryOptions,
+		Upstream:      cfg.Upstream,
+		CSRF:          cfg.CSRF,
+		Logout:        cfg.Logout,
+		ForwardAuth:   cfg.ForwardAuth,
+		Routes:        cfg.Routes,
+		CaptureRoutes: cfg.Provider.Custom.Capture,
+		Policy:        cfg.Policy,
+		Assertion:     cfg.Assertion,
+		Keys:          keys,
+		ErrorPages:    cfg.ErrorPages,
 	}
 }

@@ -37,7 +37,7 @@ routes: [{path: /api/, upstream: "http://127.0.0.1:9"}]
 		{"valid", func(*config.Config) {}, ""},
 		// Validation refuses this name; a config that bypassed it must
 		// still fail loudly.
-		{"reserved route name", func(c *config.Config) { c.Routes[0].Name = "auth" }, `name "auth" is reserved`},
+		{"reserved route name", func(c *config.Config) { c.Routes[0].Name = "auth" }, `routes[0].name: "auth" is reserved`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
