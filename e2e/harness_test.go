@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -258,18 +260,42 @@ func (p *process) waitOutput(t *testing.T, re *regexp.Regexp, timeout time.Durat
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago. Used only
-// where a port must be known before the process that binds it starts (the
-// redirect URI registered at the provider names tokenrelay's port).
+// freePort returns a loopback port for a process that binds it later. Used
+// only where a port must be known before the process that binds it starts
+// (the redirect URI registered at the provider names tokenrelay's port).
+//
+// The ports come from 17100–17999, below the kernel's ephemeral range
+// (32768–60999 by default), so no process binding port 0 meanwhile (the OP,
+// the API, a relay, another test's listener) can take one between this call
+// and the bind; a counter keeps this test process from handing one out
+// twice. A port some other program holds is skipped.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	for range freePortSpan {
+		port := freePortFirst + int(nextFreePort.Add(1))%freePortSpan
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("free port: none left in %d–%d", freePortFirst, freePortFirst+freePortSpan-1)
+	return 0
 }
+
+const (
+	freePortFirst = 17100
+	freePortSpan  = 900
+)
+
+// nextFreePort starts at a random offset, so test binaries run one after
+// the other do not retrace the same ports.
+var nextFreePort = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(int64(mrand.IntN(freePortSpan)))
+	return &n
+}()
 
 // waitReady polls url until it answers 200, the process exits, or timeout
 // passes.
@@ -301,6 +327,24 @@ func waitReady(t *testing.T, p *process, url string, timeout time.Duration) {
 			t.Fatalf("%s: %s not ready within %s (last: %s); output:\n%s", p.name, url, timeout, last, p.tail(40))
 		}
 	}
+}
+
+// eventually calls cond every interval until it reports true, for at most
+// limit, and tells whether it did. The processes under test run on the
+// real clock, so what they do is waited for, not assumed.
+func eventually(limit, interval time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return cond()
+		}
+	}
+	return true
 }
 
 // waitUntil blocks until the wall clock passes at, failing the test if that

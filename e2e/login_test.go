@@ -38,7 +38,7 @@ func decodeWhoami(t *testing.T, o observed) whoamiAnswer {
 	return w
 }
 
-// TestLoginAndProxy (issue 2, test 1): a browser logs in through the real OP;
+// TestLoginAndProxy: a browser logs in through the real OP;
 // tokenrelay sets exactly the session cookie the design names, forwards
 // /api/ with a Bearer JWT that verifies against the OP's JWKS, and nothing
 // the browser received carries a token.
@@ -110,21 +110,22 @@ func TestLoginAndProxy(t *testing.T) {
 
 // checkCookies asserts the cookies of a login, attribute by attribute:
 // /.auth/login sets only the cookie that binds the login to this browser
-// (named after the state, sent only to the callback, living as long as the
-// login state); the callback clears it and sets the session cookie exactly
-// as DESIGN.md says: __Host- name, a 256-bit ticket, Path=/, no Domain,
-// Max-Age of the session's absolute lifetime, HttpOnly, Secure,
-// SameSite=Lax, nothing else.
+// (__Host-, named after the state, Path=/, living as long as the login
+// state, holding the sealed login state and nothing readable); the callback
+// clears it and sets the session cookie exactly as DESIGN.md says: __Host-
+// name, a 256-bit ticket, Path=/, no Domain, Max-Age of the session's
+// absolute lifetime, HttpOnly, Secure, SameSite=Lax, nothing else.
 func checkCookies(t *testing.T, res loginResult) {
 	t.Helper()
 	state := res.CallbackURL.Query().Get("state")
-	bindName := "__Secure-tokenrelay-login-" + state[:min(16, len(state))]
-	bind := http.Cookie{Name: bindName, Value: state, Path: "/.auth/callback", MaxAge: int(loginStateTTL / time.Second),
+	bindName := "__Host-tokenrelay-login-" + state[:min(16, len(state))]
+	bind := http.Cookie{Name: bindName, Path: "/", MaxAge: int(loginStateTTL / time.Second),
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
 	unbind := bind
 	unbind.Value, unbind.MaxAge, unbind.Expires = "", -1, time.Unix(0, 0).UTC()
 	sess := http.Cookie{Name: "__Host-tokenrelay", Path: "/", MaxAge: int(sessionMaxAge / time.Second),
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
+	const base64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 	tests := []struct {
 		name string
@@ -146,10 +147,17 @@ func checkCookies(t *testing.T, res loginResult) {
 				continue
 			}
 			want := tt.want[i]
-			if want.Name == sess.Name {
+			switch {
+			case want.Name == sess.Name:
 				// 16-byte id + 16-byte key, base64url without padding.
-				if len(c.Value) != 43 || strings.Trim(c.Value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+				if len(c.Value) != 43 || strings.Trim(c.Value, base64url) != "" {
 					t.Errorf("%s: session ticket has %d characters, want 43 base64url characters", tt.name, len(c.Value))
+				}
+				want.Value = c.Value
+			case want.Name == bindName && want.MaxAge > 0:
+				// The sealed state: base64url, and none of the state in clear.
+				if len(c.Value) < 100 || strings.Trim(c.Value, base64url) != "" || strings.Contains(c.Value, state) {
+					t.Errorf("%s: binding cookie value %q, want a sealed state (base64url, without the state in clear)", tt.name, c.Value)
 				}
 				want.Value = c.Value
 			}
@@ -160,7 +168,7 @@ func checkCookies(t *testing.T, res loginResult) {
 	}
 }
 
-// TestTamperedCookie (issue 2, test 5): a cookie whose ticket was altered —
+// TestTamperedCookie: a cookie whose ticket was altered —
 // its session id or its key — is no session: 401 login_required JSON, and
 // the upstream is never called.
 func TestTamperedCookie(t *testing.T) {
@@ -231,11 +239,13 @@ func TestTamperedCookie(t *testing.T) {
 	decodeWhoami(t, b.get(t, s.RelayURL+"/api/whoami", nil))
 }
 
-// TestCallbackStateSingleUse (issue 2, test 5): a login state is used once;
-// replaying the callback is 400 — whether or not the browser still holds
-// the login's binding cookie, so the state store's take-once is tested, not
-// only the cookie — and so is an unknown state. None reaches the token
-// endpoint.
+// TestCallbackStateSingleUse: a login state is used once. Replaying the
+// callback is 400 invalid_state (the login-failed page, to a browser's
+// navigation) — whether or not the browser still holds
+// the login's binding cookie (the sealed state then opens, and the
+// server-side claim refuses it), so single use does not rest on the
+// browser dropping the cookie — and so is an unknown state. None reaches
+// the token endpoint, so the provider never sees the code twice.
 func TestCallbackStateSingleUse(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, stackOptions{AccessTTL: 60 * time.Second})
@@ -252,14 +262,14 @@ func TestCallbackStateSingleUse(t *testing.T) {
 	unknown.RawQuery = q.Encode()
 
 	tests := []struct {
-		name      string
-		url       string
-		restore   bool // put the login's binding cookie back first
-		wantError string
+		name     string
+		url      string
+		restore  bool // put the login's binding cookie back first
+		wantText string
 	}{
-		{"replayed", res.CallbackURL.String(), false, "invalid_state"},
-		{"replayed with the binding cookie", res.CallbackURL.String(), true, "invalid_state"},
-		{"unknown state", unknown.String(), false, "invalid_state"},
+		{"replayed", res.CallbackURL.String(), false, "did not start in this browser"},
+		{"replayed with the binding cookie", res.CallbackURL.String(), true, "this login was already used"},
+		{"unknown state", unknown.String(), false, "did not start in this browser"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,13 +280,11 @@ func TestCallbackStateSingleUse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var body struct {
-				Error string `json:"error"`
-			}
-			_ = json.Unmarshal(hops[0].Body, &body)
-			if got, want := hops[0].Status, http.StatusBadRequest; got != want || len(hops) != 1 || body.Error != tt.wantError {
-				t.Errorf("%s callback = %d %s (%d hops), want %d {\"error\":%q} and no redirect",
-					tt.name, got, hops[0].Body, len(hops), want, tt.wantError)
+			page := string(hops[0].Body)
+			if got, want := hops[0].Status, http.StatusBadRequest; got != want || len(hops) != 1 ||
+				!strings.Contains(page, "<title>Login failed</title>") || !strings.Contains(page, tt.wantText) {
+				t.Errorf("%s callback = %d %s (%d hops), want %d with the login-failed page saying %q, and no redirect",
+					tt.name, got, page, len(hops), want, tt.wantText)
 			}
 			for _, raw := range hops[0].Header.Values("Set-Cookie") {
 				if strings.HasPrefix(raw, "__Host-tokenrelay=") {

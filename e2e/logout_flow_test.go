@@ -11,9 +11,13 @@ import (
 
 // TestLogoutThroughProvider follows a logout the whole way a browser does:
 // the page's fetch POST /.auth/logout (X-CSRF: 1) answers the provider's
-// end-session URL; the browser goes there, confirms on the provider's page,
-// and lands back on tokenrelay's post-logout URI. The OP counts one
-// revocation and one ended session, and the old session is gone.
+// end-session URL, which names the client (client_id) and never carries the
+// ID token (no id_token_hint: the URL goes through the browser, its history
+// and the provider's logs); the browser goes there, confirms on the
+// provider's page, and lands back on tokenrelay's post-logout URI, which the
+// OP accepted on the strength of client_id alone. The OP counts one
+// revocation and one ended session, its own session is over (the next login
+// asks for credentials again), and tokenrelay's session is gone.
 func TestLogoutThroughProvider(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, stackOptions{AccessTTL: 60 * time.Second})
@@ -47,6 +51,12 @@ func TestLogoutThroughProvider(t *testing.T) {
 	if got, want := lu.Query().Get("post_logout_redirect_uri"), s.RelayURL+"/"; got != want {
 		t.Errorf("post_logout_redirect_uri = %q, want %q", got, want)
 	}
+	if got := lu.Query().Get("client_id"); got != opClientID {
+		t.Errorf("client_id = %q, want %q", got, opClientID)
+	}
+	if lu.Query().Has("id_token_hint") || jwtRE.MatchString(answer.LogoutURL) || jwtRE.Match(out.Body) {
+		t.Errorf("the logout answer carries the ID token: %s", out.Body)
+	}
 
 	// At the provider: its confirmation page, then back to tokenrelay.
 	hops, err := b.navigate(http.MethodGet, answer.LogoutURL, nil)
@@ -77,5 +87,22 @@ func TestLogoutThroughProvider(t *testing.T) {
 	sess := b.get(t, s.RelayURL+"/.auth/session", nil)
 	if sess.Status != http.StatusOK || !strings.Contains(string(sess.Body), `"authenticated":false`) {
 		t.Errorf("GET /.auth/session after logout = %d %s, want 200 authenticated false", sess.Status, sess.Body)
+	}
+
+	// The OP's own session ended too: a new login stops at its login form.
+	hops, err = b.navigate(http.MethodGet, s.RelayURL+"/.auth/login?return_to=/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := hops[len(hops)-1]
+	f, ok := firstPostForm(page)
+	if _, asks := f.Values["login"]; !ok || !asks || page.URL.Host == strings.TrimPrefix(s.RelayURL, "http://") {
+		t.Errorf("a login after logout ended at %d %s without asking for credentials; the OP session survived", page.Status, page.URL)
+	}
+	// No tokenrelay answer of the whole run carried a JWT (the ID token).
+	for _, o := range b.responses() {
+		if o.URL.Host == strings.TrimPrefix(s.RelayURL, "http://") && (jwtRE.Match(o.Body) || jwtRE.MatchString(o.Header.Get("Location"))) {
+			t.Errorf("%s %s answered a JWT", o.Method, o.URL.Path)
+		}
 	}
 }

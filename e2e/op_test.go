@@ -34,6 +34,8 @@ type opOptions struct {
 	// from it.
 	RelayURL  string
 	AccessTTL time.Duration
+	// Args are more flags of op.js (its test-only features).
+	Args []string
 }
 
 // op is a running node oidc-provider.
@@ -59,6 +61,32 @@ type opStats struct {
 	BackchannelSuccess int `json:"backchannel_success"`
 	BackchannelError   int `json:"backchannel_error"`
 	ServerError        int `json:"server_error"`
+}
+
+// opFeatureStats are the OP's counters of its test-only features (GET
+// /__stats too).
+type opFeatureStats struct {
+	ClientCredentials int            `json:"client_credentials"`
+	TokenExchange     int            `json:"token_exchange"`
+	PAR               int            `json:"par"`
+	AuthPushed        int            `json:"auth_pushed"`
+	AuthPlain         int            `json:"auth_plain"`
+	TokenErrors       map[string]int `json:"token_errors"`
+}
+
+// FeatureStats reads the OP's counters of its test-only features.
+func (o *op) FeatureStats(t *testing.T) opFeatureStats {
+	t.Helper()
+	resp, err := o.client.Get(o.Issuer + "/__stats")
+	if err != nil {
+		t.Fatalf("op stats: %v", err)
+	}
+	defer resp.Body.Close()
+	var s opFeatureStats
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatalf("op stats: %v", err)
+	}
+	return s
 }
 
 var opReady = regexp.MustCompile(`OP ready on (http://\S+)`)
@@ -89,17 +117,18 @@ func startOP(t *testing.T, o opOptions) *op {
 		ttl = 30
 	}
 	rp := strings.TrimSuffix(o.RelayURL, "/")
-	p := startProcess(t, "op", dir, []string{"DEBUG=oidc-provider:error"}, node, "op.js",
+	args := append([]string{"op.js",
 		"--port=0",
-		"--client-id="+opClientID,
-		"--client-secret="+opClientSecret,
-		"--redirect-uris="+rp+"/.auth/callback",
-		"--post-logout-redirect-uris="+rp+"/",
-		"--backchannel-logout-uri="+rp+"/.auth/backchannel-logout",
-		"--resource="+apiResource,
-		"--access-ttl="+strconv.Itoa(ttl),
-	)
-	m := p.waitOutput(t, opReady, 30*time.Second)
+		"--client-id=" + opClientID,
+		"--client-secret=" + opClientSecret,
+		"--redirect-uris=" + rp + "/.auth/callback",
+		"--post-logout-redirect-uris=" + rp + "/",
+		"--backchannel-logout-uri=" + rp + "/.auth/backchannel-logout",
+		"--resource=" + apiResource,
+		"--access-ttl=" + strconv.Itoa(ttl),
+	}, o.Args...)
+	p := startProcess(t, "op", dir, []string{"DEBUG=oidc-provider:error"}, node, args...)
+	m := p.waitOutput(t, opReady, 90*time.Second)
 	o2 := &op{Issuer: m[1], proc: p, client: &http.Client{Timeout: 5 * time.Second}}
 	waitReady(t, p, o2.Issuer+"/.well-known/openid-configuration", 10*time.Second)
 	return o2

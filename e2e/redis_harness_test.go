@@ -37,6 +37,13 @@ type redisStack struct {
 
 func startRedisStack(t *testing.T, o redisStackOptions) *redisStack {
 	t.Helper()
+	return startRedisStackWith(t, o, nil)
+}
+
+// startRedisStackWith is startRedisStack with each replica's configuration
+// edited by configure (nil: as generated).
+func startRedisStackWith(t *testing.T, o redisStackOptions, configure func(s *stack, i int, yaml string) string) *redisStack {
+	t.Helper()
 	requireBinaries(t)
 	if o.Replicas == 0 {
 		o.Replicas = 2
@@ -54,6 +61,7 @@ func startRedisStack(t *testing.T, o redisStackOptions) *redisStack {
 			LogLevel:        "info",
 			// The Redis tests assert the OP's counters themselves.
 			AllowInvalidGrant: true,
+			Configure:         configure,
 		}),
 	}
 }

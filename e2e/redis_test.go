@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// TestRedisTwoReplicasRefreshStorm (issue 3): two tokenrelay processes share
+// TestRedisTwoReplicasRefreshStorm: two tokenrelay processes share
 // one Redis. 50 users log in through replica A; each cookie works on replica
 // B too. Once every access token has expired, 50 sessions × 20 concurrent
 // requests alternate between the replicas: the OP sees exactly one refresh
@@ -320,7 +320,7 @@ func redisCheckKeys(t *testing.T, s *redisStack, sessions []redisSession) {
 	}
 }
 
-// TestRedisOutage (issue 3): while redis-server is down, requests that need
+// TestRedisOutage: while redis-server is down, requests that need
 // a session get 503 store_unavailable with Retry-After, /readyz fails and
 // /healthz does not; once Redis is back on the same port (its append-only
 // file reloaded), /readyz recovers and the same sessions work again on both

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 )
@@ -30,7 +29,7 @@ func checkUpstreamNeverRejected(t *testing.T, s *stack) {
 	}
 }
 
-// TestRefreshAfterExpiry (issue 2, test 2): once the access token has
+// TestRefreshAfterExpiry: once the access token has
 // expired, the next request carries a new, valid token, obtained with
 // exactly one refresh at the OP.
 func TestRefreshAfterExpiry(t *testing.T) {
@@ -72,7 +71,7 @@ func TestRefreshAfterExpiry(t *testing.T) {
 	checkUpstreamNeverRejected(t, s)
 }
 
-// TestConcurrentRefreshOneSession (issue 2, test 3): 50 concurrent requests
+// TestConcurrentRefreshOneSession: 50 concurrent requests
 // on one session whose access token has expired share exactly one refresh;
 // all 50 succeed with the same new token and the OP sees no invalid_grant.
 func TestConcurrentRefreshOneSession(t *testing.T) {
@@ -90,27 +89,7 @@ func TestConcurrentRefreshOneSession(t *testing.T) {
 	before := s.OP.Stats(t)
 	firstBurst := len(s.Tap.Requests())
 
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	statuses := make([]int, n)
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			req, err := http.NewRequest(http.MethodGet, s.RelayURL+"/api/whoami", nil)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			req.Header.Set("Accept", "application/json")
-			o, err := b.do(req)
-			statuses[i], errs[i] = o.Status, err
-		})
-	}
-	began := time.Now()
-	close(start)
-	wg.Wait()
-	elapsed := time.Since(began)
+	statuses, errs, elapsed := b.burst(s.RelayURL+"/api/whoami", n, http.Header{"Accept": {"application/json"}})
 
 	for i := range n {
 		if errs[i] != nil || statuses[i] < 200 || statuses[i] > 299 {

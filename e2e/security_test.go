@@ -12,8 +12,9 @@ import (
 	"github.com/tokenrelay/tokenrelay/internal/redistest"
 )
 
-// The tests of issue 5 (logout, revocation, back-channel logout, CSRF, logs)
-// against the real binary and the real OP. Helpers are prefixed sec.
+// Logout, revocation, back-channel logout, CSRF, open redirects, idle
+// timeout and log hygiene, against the real binary and the real OP. Helpers
+// are prefixed sec.
 
 const secCookieName = "__Host-tokenrelay"
 
@@ -121,9 +122,10 @@ func sameOrigin(origin string, csrf bool) http.Header {
 	return h
 }
 
-// TestSecurityLogout (issue 5, tests 1, 4 and 5): a full login → API calls
+// TestSecurityLogout: a full login → API calls
 // → refresh → logout run. Logout answers the OP's end-session URL with
-// id_token_hint, post_logout_redirect_uri and state; the refresh token is
+// client_id, post_logout_redirect_uri and state, and without the ID token;
+// the refresh token is
 // inactive at the OP's introspection endpoint afterwards; the old cookie
 // gets 401. No line tokenrelay logged at debug level holds a token, the
 // cookie, the code or the state, and every /.auth/* answer is no-store.
@@ -172,18 +174,17 @@ func TestSecurityLogout(t *testing.T) {
 		t.Fatalf("logout_url %q: %v", ans.LogoutURL, err)
 	}
 	q := lu.Query()
-	idToken := q.Get("id_token_hint")
 	if got, want := lu.Scheme+"://"+lu.Host+lu.Path, s.OP.Issuer+"/session/end"; got != want {
 		t.Errorf("logout_url points at %s, want the OP's end_session_endpoint %s", got, want)
 	}
 	if got, want := q.Get("post_logout_redirect_uri"), relay+"/"; got != want {
 		t.Errorf("post_logout_redirect_uri = %q, want %q", got, want)
 	}
-	if q.Get("state") == "" || q.Get("client_id") != opClientID && q.Get("client_id") != "" {
-		t.Errorf("logout_url state = %q, client_id = %q: want a state (and the client id if any)", q.Get("state"), q.Get("client_id"))
+	if q.Get("state") == "" || q.Get("client_id") != opClientID {
+		t.Errorf("logout_url state = %q, client_id = %q: want a state and the client id %q", q.Get("state"), q.Get("client_id"), opClientID)
 	}
-	if strings.Count(idToken, ".") != 2 {
-		t.Errorf("id_token_hint = %q, want a compact JWT", idToken)
+	if q.Has("id_token_hint") || jwtRE.Match(out.Body) {
+		t.Errorf("the logout answer carries the ID token: %s", out.Body)
 	}
 	var cleared bool
 	for _, raw := range out.Header.Values("Set-Cookie") {
@@ -242,7 +243,8 @@ func TestSecurityLogout(t *testing.T) {
 	}
 	secrets = append(secrets, issued.RefreshTokens...)
 	secrets = append(secrets, issued.Codes...)
-	secrets = append(secrets, idToken, ticket, res.CallbackURL.Query().Get("code"), res.CallbackURL.Query().Get("state"))
+	// The ID token never left tokenrelay; jwtRE below catches it in a log.
+	secrets = append(secrets, ticket, res.CallbackURL.Query().Get("code"), res.CallbackURL.Query().Get("state"))
 	// The ticket's key half alone too (characters 22+ hold only key bits):
 	// with it, the sealed record opens.
 	// The session id half (characters 0-20 hold only id bits) must not be
@@ -267,7 +269,7 @@ func TestSecurityLogout(t *testing.T) {
 	}
 }
 
-// TestSecurityBackchannelReplicas (issue 5, test 2): two tokenrelay
+// TestSecurityBackchannelReplicas: two tokenrelay
 // replicas share a Redis. The OP sends its back-channel logout token for
 // one user's sid to replica 0; that session ends on both replicas, and an
 // unrelated user's session survives on both.
@@ -339,7 +341,83 @@ func TestSecurityBackchannelReplicas(t *testing.T) {
 	}
 }
 
-// TestSecurityCSRF (issue 5, test 3): unsafe requests carrying the session
+// TestSecurityLogoutReplicas: two replicas share a Redis and have each
+// served two sessions (so each keeps the records it opened, see
+// session.openedRecords). A logout through replica 0 while the session's
+// token is still fresh makes replica 1's very next request with the same
+// cookie 401 login_required, never reaching the upstream: a logout on one
+// replica stops the others at once, not within some cache lifetime. After
+// expiry, the token replica 0 refreshes is the one replica 1 forwards next,
+// and a logout then stops replica 1 as well.
+func TestSecurityLogoutReplicas(t *testing.T) {
+	t.Parallel()
+	requireBinaries(t)
+	rdb := redistest.Start(t, redistest.Options{})
+	s := startStack(t, stackOptions{AccessTTL: 5 * time.Second, Replicas: 2, RedisAddr: rdb.Addr, PostLogoutRedirect: true})
+	urls := s.relayURLs()
+	// A client that keeps the cookie after logout, as a stolen copy would.
+	keeper := &browser{client: &http.Client{Timeout: 10 * time.Second}}
+	type loggedIn struct {
+		b      *browser
+		ticket string
+		first  whoamiAnswer
+	}
+	login := func(user string) loggedIn {
+		b := newBrowser(t)
+		res := b.login(t, urls[0], "/api/whoami", user)
+		return loggedIn{b: b, ticket: secTicket(t, res), first: decodeWhoami(t, res.Final)}
+	}
+	whoami := func(u string, l loggedIn) observed {
+		req, _ := http.NewRequest(http.MethodGet, u+"/api/whoami", nil)
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Cookie", secCookieName+"="+l.ticket)
+		o, err := keeper.do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	logoutStops := func(what string, l loggedIn) {
+		t.Helper()
+		if out := secPost(t, l.b, urls[0]+"/.auth/logout", sameOrigin(urls[0], true)); out.Status != http.StatusOK {
+			t.Fatalf("POST /.auth/logout on replica 0 = %d %s, want 200", out.Status, out.Body)
+		}
+		upstreamBefore := len(s.Tap.Requests())
+		secWantLoginRequired(t, "replica 1's next request after a logout on replica 0 "+what, whoami(urls[1], l))
+		secWantLoginRequired(t, "replica 0's next request after its logout "+what, whoami(urls[0], l))
+		if got := len(s.Tap.Requests()) - upstreamBefore; got != 0 {
+			t.Errorf("the upstream received %d requests of the session logged out %s, want 0", got, what)
+		}
+	}
+	early, late := login("frank"), login("erin")
+	for _, l := range []loggedIn{early, late} {
+		for i, u := range urls {
+			for range 2 {
+				if w := decodeWhoami(t, whoami(u, l)); w.JTI != l.first.JTI {
+					t.Fatalf("replica %d forwarded jti %s, want the login's %s", i, w.JTI, l.first.JTI)
+				}
+			}
+		}
+	}
+	logoutStops("with its token fresh", early)
+
+	waitUntil(t, time.Unix(late.first.Exp, 0).Add(100*time.Millisecond), 15*time.Second)
+	second := decodeWhoami(t, whoami(urls[0], late))
+	if second.JTI == late.first.JTI {
+		t.Fatalf("after expiry replica 0 forwarded the same token (jti %s): no refresh happened", late.first.JTI)
+	}
+	for range 2 {
+		if w := decodeWhoami(t, whoami(urls[1], late)); w.JTI != second.JTI {
+			t.Errorf("after replica 0's refresh, replica 1 forwarded jti %s, want the refreshed %s", w.JTI, second.JTI)
+		}
+	}
+	if st := s.OP.Stats(t); st.RefreshSuccess != 1 {
+		t.Errorf("OP counted %d refreshes, want 1", st.RefreshSuccess)
+	}
+	logoutStops("after a refresh", late)
+}
+
+// TestSecurityCSRF: unsafe requests carrying the session
 // cookie pass only from the same origin and with X-CSRF; everything else is
 // 403 {"error":"csrf"}, never reaches the upstream, and leaves the session
 // working.
@@ -393,7 +471,7 @@ func TestSecurityCSRF(t *testing.T) {
 	}
 }
 
-// TestSecurityOpenRedirect (issue 5, test 5): a return_to that could leave
+// TestSecurityOpenRedirect: a return_to that could leave
 // the site lands on "/" after a complete login; a local path is kept.
 func TestSecurityOpenRedirect(t *testing.T) {
 	t.Parallel()
@@ -427,7 +505,7 @@ func TestSecurityOpenRedirect(t *testing.T) {
 	}
 }
 
-// TestSecurityIdleTimeout (issue 5, test 6): with session.idle_timeout 3s,
+// TestSecurityIdleTimeout: with session.idle_timeout 3s,
 // a session used every half second outlives the timeout (the idle timeout
 // slides) and a session left alone ends.
 func TestSecurityIdleTimeout(t *testing.T) {

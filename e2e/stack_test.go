@@ -48,6 +48,10 @@ type stackOptions struct {
 	// behind a load balancer; otherwise each replica's public URL is its
 	// own address. Either way the OP knows only replica 0's URLs.
 	SharedPublicURL bool
+	// PublicURL, when set, is the URL browsers use: an ingress in front of
+	// tokenrelay serves it (forward-auth). Every replica's public_url and
+	// the OP's redirect URIs name it, and the stack's RelayURL is it.
+	PublicURL string
 	// PostLogoutRedirect sets logout.post_logout_redirect_uri to replica
 	// 0's public URL + "/".
 	PostLogoutRedirect bool
@@ -56,11 +60,18 @@ type stackOptions struct {
 	DirectAPI bool
 	// LogLevel is tokenrelay's log.level (default debug).
 	LogLevel string
+	// Env is added to each replica's environment (e.g. GOGC).
+	Env []string
 	// AllowInvalidGrant turns off the end-of-test check that the OP never
 	// answered invalid_grant, saw a refresh token twice or had a
 	// back-channel logout refused (for tests that provoke one on purpose,
 	// or assert the OP's counters themselves).
 	AllowInvalidGrant bool
+	// Configure, when set, edits replica i's generated configuration
+	// (YAML text) before it is written; the OP and the API are running.
+	Configure func(s *stack, i int, yaml string) string
+	// OPArgs are more flags of the OP (its test-only features).
+	OPArgs []string
 }
 
 // relay is one running tokenrelay replica.
@@ -135,7 +146,10 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		})
 	}
 	s.RelayURL, s.AdminURL = s.Relays[0].URL, s.Relays[0].AdminURL
-	s.OP = startOP(t, opOptions{RelayURL: s.RelayURL, AccessTTL: o.AccessTTL})
+	if o.PublicURL != "" {
+		s.RelayURL, o.SharedPublicURL = o.PublicURL, true
+	}
+	s.OP = startOP(t, opOptions{RelayURL: s.RelayURL, AccessTTL: o.AccessTTL, Args: o.OPArgs})
 	if !o.AllowInvalidGrant {
 		// Registered after the OP started, so it runs before the OP stops.
 		t.Cleanup(func() {
@@ -146,7 +160,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		})
 	}
 
-	api := startProcess(t, "api", bins.root, nil, bins.api, "-listen=127.0.0.1:0", "-issuer="+s.OP.Issuer, "-audience="+apiResource)
+	api := startProcess(t, "api", bins.root, nil, bins.api, "-listen=127.0.0.1:0", "-issuer="+s.OP.Issuer, "-audience="+apiResource, "-metrics-url="+s.AdminURL+"/metrics")
 	s.APIURL = api.waitOutput(t, regexpAPIReady, 30*time.Second)[1]
 	waitReady(t, api, s.APIURL+"/healthz", 10*time.Second)
 
@@ -166,10 +180,14 @@ func startStack(t *testing.T, o stackOptions) *stack {
 			name = fmt.Sprintf("tokenrelay-%c", 'a'+i)
 		}
 		r.ConfigPath = filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(r.ConfigPath, []byte(relayConfig(s, r, secret, upstream, o)), 0o600); err != nil {
+		cfg := relayConfig(s, r, secret, upstream, o)
+		if o.Configure != nil {
+			cfg = o.Configure(s, i, cfg)
+		}
+		if err := os.WriteFile(r.ConfigPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		r.Proc = startProcess(t, name, bins.root, []string{"GORACE=halt_on_error=0"}, bins.tokenrelay, "serve", "-config", r.ConfigPath)
+		r.Proc = startProcess(t, name, bins.root, append([]string{"GORACE=halt_on_error=0"}, o.Env...), bins.tokenrelay, "serve", "-config", r.ConfigPath)
 	}
 	for _, r := range s.Relays {
 		waitReady(t, r.Proc, r.AdminURL+"/readyz", 60*time.Second)
@@ -241,10 +259,13 @@ type tap struct {
 
 // tapped is one request as the upstream received it.
 type tapped struct {
+	Method        string
 	Path          string
 	Authorization string
 	Cookie        string
+	Traceparent   string
 	Status        int
+	Header        http.Header
 }
 
 func newTap(t *testing.T, apiURL string) *tap {
@@ -260,10 +281,11 @@ func newTap(t *testing.T, apiURL string) *tap {
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		authz, cookie := r.Header.Get("Authorization"), r.Header.Get("Cookie")
+		method, header := r.Method, r.Header.Clone()
+		authz, cookie, parent := r.Header.Get("Authorization"), r.Header.Get("Cookie"), r.Header.Get("Traceparent")
 		rp.ServeHTTP(rec, r)
 		tp.mu.Lock()
-		tp.seen = append(tp.seen, tapped{Path: r.URL.Path, Authorization: authz, Cookie: cookie, Status: rec.status})
+		tp.seen = append(tp.seen, tapped{Method: method, Path: r.URL.Path, Authorization: authz, Cookie: cookie, Traceparent: parent, Status: rec.status, Header: header})
 		tp.mu.Unlock()
 	}))
 	t.Cleanup(srv.Close)

@@ -38,6 +38,7 @@ type xanoBackend struct {
 	ttl          time.Duration
 	refreshDelay time.Duration
 	key          []byte
+	quirks       xanoOptions
 
 	mu       sync.Mutex
 	nextID   int
@@ -88,6 +89,16 @@ type xanoOptions struct {
 	// RefreshDelay is how long /auth/token takes to answer, to widen the
 	// window in which concurrent callers could refresh twice.
 	RefreshDelay time.Duration
+
+	// Misbehaviours seen in real backends, for token capture tests:
+	// LoginContentType is the Content-Type of login and signup answers
+	// (default application/json); LeakOnBadPassword answers a wrong
+	// password 401 with a fresh token pair in the body anyway;
+	// PlantCookie adds Set-Cookie lines for tokenrelay's own cookies to
+	// login and signup answers.
+	LoginContentType  string
+	LeakOnBadPassword bool
+	PlantCookie       bool
 }
 
 // startXanoBackend starts a backend for one test, closed when it ends.
@@ -96,6 +107,7 @@ func startXanoBackend(t *testing.T, o xanoOptions) *xanoBackend {
 	x := &xanoBackend{
 		ttl:          o.TTL,
 		refreshDelay: o.RefreshDelay,
+		quirks:       o,
 		key:          make([]byte, 32),
 		users:        map[string]*xanoUser{},
 		refresh:      map[string]*xanoSpent{},
@@ -207,6 +219,13 @@ func (x *xanoBackend) login(w http.ResponseWriter, r *http.Request) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	u, ok := x.users[c.Email]
+	if ok && u.Password != c.Password && x.quirks.LeakOnBadPassword {
+		access, refresh, err := x.issueLocked(u, xanoRandom())
+		if err == nil {
+			xanoJSON(w, http.StatusUnauthorized, map[string]string{"message": "Invalid Credentials.", "accessToken": access, "refreshToken": refresh})
+			return
+		}
+	}
 	if !ok || u.Password != c.Password {
 		xanoError(w, http.StatusUnauthorized, "Invalid Credentials.")
 		return
@@ -224,8 +243,17 @@ func (x *xanoBackend) startFamilyLocked(w http.ResponseWriter, u *xanoUser) {
 		return
 	}
 	u.Stats.Logins++
-	xanoJSON(w, http.StatusOK, xanoAuthAnswer{AccessToken: access, RefreshToken: refresh,
-		User: xanoUserJSON{ID: u.ID, Email: u.Email}})
+	if x.quirks.PlantCookie {
+		w.Header()["Set-Cookie"] = []string{"__Host-tokenrelay=planted; Path=/; Secure; HttpOnly", "tokenrelay=planted", "__Host-tokenrelay-login-0123456789abcdef=planted; Path=/; Secure"}
+	}
+	answer := xanoAuthAnswer{AccessToken: access, RefreshToken: refresh, User: xanoUserJSON{ID: u.ID, Email: u.Email}}
+	if ct := x.quirks.LoginContentType; ct != "" {
+		w.Header().Set("Content-Type", ct)
+		w.WriteHeader(http.StatusOK)
+		_ = json.NewEncoder(w).Encode(answer)
+		return
+	}
+	xanoJSON(w, http.StatusOK, answer)
 }
 
 // issueLocked mints an access token and a refresh token in family fam.

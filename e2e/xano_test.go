@@ -130,6 +130,18 @@ func (s *xanoStack) me(t *testing.T, b *browser) xanoMe {
 	return m
 }
 
+// meAfterRefresh calls /api/me until the backend sees a token other than
+// old (a background refresh has landed), for at most two seconds.
+func (s *xanoStack) meAfterRefresh(t *testing.T, b *browser, old string) xanoMe {
+	t.Helper()
+	var m xanoMe
+	eventually(2*time.Second, 50*time.Millisecond, func() bool {
+		m = s.me(t, b)
+		return m.JTI != old
+	})
+	return m
+}
+
 // checkCaptured checks a captured login answer: 200, the body without the
 // token fields but with the user intact and a matching Content-Length,
 // exactly one Set-Cookie that is the session cookie.
@@ -186,7 +198,7 @@ func (s *xanoStack) checkSession(t *testing.T, b *browser, id int, email string)
 	}
 }
 
-// TestXanoCustomBackend (issue 4): a Xano-style backend behind tokenrelay
+// TestXanoCustomBackend: a Xano-style backend behind tokenrelay
 // with provider type custom: token capture at login and signup, refresh
 // from the JWT exp with rotation, one refresh per expiry under concurrency,
 // a dead refresh token ends the session, a failed login passes untouched.
@@ -217,9 +229,15 @@ func TestXanoCustomBackend(t *testing.T) {
 		before := x.Stats(t, email)
 		const lifetimes = 3
 		for i := range lifetimes {
-			// Right after tokenrelay's refresh point (exp - ahead).
+			// Right after tokenrelay's refresh point (exp - ahead) the token
+			// is stale but valid: a call still carries it and starts the
+			// refresh in the background; the calls after it land carry the
+			// new token.
 			waitUntil(t, x.Expiry(t, m.JTI).Add(-xanoRefreshAhead+100*time.Millisecond), 5*time.Second)
-			next := s.me(t, b)
+			if stale := s.me(t, b); stale.JTI != m.JTI {
+				t.Fatalf("lifetime %d: the call that found the token stale carried %s, want the still-valid %s", i, stale.JTI, m.JTI)
+			}
+			next := s.meAfterRefresh(t, b, m.JTI)
 			if next.JTI == m.JTI {
 				t.Fatalf("lifetime %d: the backend still saw token %s after its refresh point", i, m.JTI)
 			}
@@ -387,4 +405,39 @@ func TestXanoCustomBackend(t *testing.T) {
 			t.Errorf("a call without a session reached the backend: %+v, then %+v", after, got)
 		}
 	})
+}
+
+// TestXanoCaptureMisbehavingBackend: a backend that answers logins as
+// text/plain, plants tokenrelay's own cookies in them, and answers a wrong
+// password with a 401 that still carries a token pair: the login becomes a
+// session carrying only tokenrelay's cookie, the 401 is refused with 502
+// token_capture_failed, and no token ever reaches the browser.
+func TestXanoCaptureMisbehavingBackend(t *testing.T) {
+	t.Parallel()
+	s := startXanoStack(t, xanoOptions{TTL: time.Hour, LoginContentType: "text/plain; charset=utf-8", LeakOnBadPassword: true, PlantCookie: true})
+	const email = "eve@example.com"
+	if o := newBrowser(t).postJSON(t, s.Backend.URL+"/auth/signup", xanoCredentials{email, "pw"}); o.Status != http.StatusOK {
+		t.Fatalf("seeding %s: %d %s", email, o.Status, o.Body)
+	}
+
+	b := newBrowser(t)
+	bad := b.postJSON(t, s.RelayURL+"/auth/login", xanoCredentials{email, "wrong"})
+	var e struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(bad.Body, &e); err != nil || bad.Status != http.StatusBadGateway || e.Error != "token_capture_failed" {
+		t.Errorf("wrong password = %d %s, want 502 token_capture_failed", bad.Status, bad.Body)
+	}
+	if c := bad.Header.Values("Set-Cookie"); len(c) != 0 {
+		t.Errorf("wrong password set cookies %q, want none", c)
+	}
+
+	checkCaptured(t, b.postJSON(t, s.RelayURL+"/auth/login", xanoCredentials{email, "pw"}), 1, email)
+	s.checkSession(t, b, 1, email)
+	if m := s.me(t, b); m.ID != 1 {
+		t.Errorf("/api/me = %+v, want user 1", m)
+	}
+	if found := leaks(b.responses(), s.Backend.Tokens()...); len(found) != 0 {
+		t.Errorf("tokens reached the browser:\n%v", found)
+	}
 }

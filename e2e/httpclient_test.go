@@ -160,11 +160,17 @@ type loginResult struct {
 // Forms are parsed generically (action and inputs), not by position.
 func (b *browser) login(t *testing.T, relayURL, returnTo, user string) loginResult {
 	t.Helper()
+	return b.loginAt(t, relayURL, relayURL+"/.auth/login?return_to="+url.QueryEscape(returnTo), user)
+}
+
+// loginAt logs in as login does, starting at start: a login URL of the
+// relay at relayURL, such as the one a step-up answer names.
+func (b *browser) loginAt(t *testing.T, relayURL, start, user string) loginResult {
+	t.Helper()
 	relay, err := url.Parse(relayURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := relayURL + "/.auth/login?return_to=" + url.QueryEscape(returnTo)
 	hops, err := b.navigate(http.MethodGet, start, nil)
 	var res loginResult
 	res.Hops = append(res.Hops, hops...)
@@ -316,4 +322,30 @@ func leaks(responses []observed, secrets ...string) []string {
 		check(at+" body", string(bytes.ToValidUTF8(o.Body, nil)))
 	}
 	return found
+}
+
+// burst sends n GET requests for url through b, released together, each
+// with header, and returns each one's status and error and how long the
+// burst took from its release.
+func (b *browser) burst(url string, n int, header http.Header) (statuses []int, errs []error, elapsed time.Duration) {
+	statuses, errs = make([]int, n), make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			req, err := http.NewRequest(http.MethodGet, url, nil)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			req.Header = header.Clone()
+			o, err := b.do(req)
+			statuses[i], errs[i] = o.Status, err
+		})
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	return statuses, errs, time.Since(began)
 }
