@@ -7,7 +7,11 @@
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t tokenrelay .
 #   docker run --read-only -v "$PWD/config.yaml:/etc/tokenrelay/config.yaml:ro" \
-#     -p 8080:8080 -p 9090:9090 tokenrelay
+#     -p 8080:8080 tokenrelay
+#
+# The admin listener (/metrics, /healthz, /readyz) defaults to 127.0.0.1:9090,
+# inside the container only; to publish it, set admin_listen: ":9090" in the
+# file (or -e TOKENRELAY_ADMIN_LISTEN=:9090) and add -p 127.0.0.1:9090:9090.
 #
 # The "check=error=true" directive above makes BuildKit fail the build on any
 # of its lint warnings; scripts/lint-dockerfile.sh runs the same rules offline.
@@ -42,9 +46,9 @@ COPY --from=build /out/tokenrelay /tokenrelay
 USER 65532:65532
 # 8080: traffic; 9090: admin (/metrics, /healthz, /readyz).
 EXPOSE 8080 9090
-# Exec form: distroless has no shell. The URL assumes the default
-# admin_listen (":9090"); override HEALTHCHECK when it changes. Kubernetes
-# ignores HEALTHCHECK and uses the chart's probes.
+# Exec form: distroless has no shell. The URL works with the default
+# admin_listen (127.0.0.1:9090) and with ":9090"; override HEALTHCHECK when the
+# port changes. Kubernetes ignores HEALTHCHECK and uses the chart's probes.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD ["/tokenrelay", "healthcheck", "--url", "http://127.0.0.1:9090/healthz"]
 ENTRYPOINT ["/tokenrelay"]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to run `make test`:
-# Redis (server, Sentinel, CLI) for the store tests, make, Node.js and npm
-# when missing, the OpenID Provider's packages from its lock file, and the
-# pinned Go test tools (scripts/install-test-tools.sh, when present).
+# Redis (server, Sentinel, CLI) for the store tests, nginx for the
+# forward-auth test, make, Node.js and npm when missing, jq and shellcheck
+# for the release checks, the OpenID Provider's packages from its lock file, and the pinned Go test tools
+# (scripts/install-test-tools.sh, when present).
 # Go itself must already be installed. Safe to run again: it installs only
 # what is missing, so `make test` runs it first every time.
 set -euo pipefail
@@ -28,8 +29,16 @@ command -v make >/dev/null || packages+=(make)
 # promtool checks and unit-tests the example alerting rules.
 command -v promtool >/dev/null || packages+=(prometheus)
 command -v git >/dev/null || packages+=(git)
-# e2e/chromium_test.go drives a real browser through the demo.
+# scripts/check-release.sh reads GoReleaser's JSON output with jq;
+# actionlint runs shellcheck on the workflows' scripts when it is there.
+command -v jq >/dev/null || packages+=(jq)
+command -v shellcheck >/dev/null || packages+=(shellcheck)
+# e2e/chromium_demo_test.go drives a real browser through the demo.
 command -v chromium >/dev/null || packages+=(chromium)
+# e2e/ingress_test.go runs a real nginx (auth_request is in nginx-light) in
+# front of tokenrelay's forward-auth endpoint. apt does not start it; the
+# test runs its own on a loopback port. /usr/sbin is not on every PATH.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	packages+=(nodejs npm)
 fi

@@ -30,6 +30,7 @@ mutations=(
 	's/up{job=~"\.\*tokenrelay\.\*"} == 0/up == 0/'                    # TargetDown job filter
 	's/kube_pod_init_container_status_ready{/kube_pod_init_container_status_readyx{/' # NotReady native sidecar
 	's/{code=~"5\.\."}/{code=~"[45].."}/'                             # High5xxRate
+	's/(tokenrelay_provider_client_rejected) > 0$/(tokenrelay_provider_client_rejected) > 1/' # ProviderRejectsClient
 	's/^        for: 10m$/        for: 1m/'                           # every 10m hold-down
 )
 failed=0

@@ -83,7 +83,8 @@ pids+=($!)
 wait_ready op "$!" "$OP_PORT" /.well-known/openid-configuration
 log "OpenID Provider on $issuer"
 
-"$bin/demo-api" -listen="127.0.0.1:$API_PORT" -issuer="$issuer" >"$logs/api.log" 2>&1 &
+"$bin/demo-api" -listen="127.0.0.1:$API_PORT" -issuer="$issuer" \
+	-metrics-url="http://127.0.0.1:$ADMIN_PORT/metrics" >"$logs/api.log" 2>&1 &
 pids+=($!)
 wait_ready api "$!" "$API_PORT" /healthz
 log "sample API on http://127.0.0.1:$API_PORT"
@@ -102,6 +103,8 @@ log "tokenrelay on $public (metrics on http://127.0.0.1:$ADMIN_PORT/metrics)"
 echo
 echo "Open $public/ and log in with any username and password"
 echo "(access tokens live ${ACCESS_TTL}s; watch the page get new ones). Ctrl-C stops everything."
+echo "The page's \"tokenrelay's refreshes\" table counts the refreshes live; the raw counters:"
+echo "  curl -s http://127.0.0.1:$ADMIN_PORT/metrics | grep '^tokenrelay_refresh_total'"
 echo
 
 # Show tokenrelay's log, and stop everything when any child exits.

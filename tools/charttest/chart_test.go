@@ -2,6 +2,7 @@ package charttest
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -67,9 +68,11 @@ func TestCIValues(t *testing.T) {
 			dir := t.TempDir()
 			secretDir := filepath.Join(dir, "secrets")
 			r := render(t, chartDir, Options{ValueFiles: []string{f}, Set: []string{"secrets.mountPath=" + secretDir}}, ciExternal)
-			if out, err := checkConfig(t, r, dir, secretDir); err != nil {
+			out, err := checkConfig(t, r, dir, secretDir)
+			if err != nil {
 				t.Errorf("tokenrelay check-config on the config rendered from %s: %v\n%s\n%s", f, err, out, configText(t, r))
 			}
+			goldenFile(t, filepath.Join("testdata", "check-config", strings.TrimSuffix(filepath.Base(f), ".yaml")+".txt"), strings.ReplaceAll(out, dir, "$DIR"))
 			if r.Notes == "" {
 				t.Errorf("NOTES.txt rendered empty")
 			}
@@ -87,8 +90,9 @@ func TestCIValues(t *testing.T) {
 
 // checkConfig writes the rendered config.yaml and the secret files its
 // *_file keys name under secretDir (values from the rendered Secret, or
-// stand-ins for an existing Secret), then runs check-config on it.
-func checkConfig(t *testing.T, r *Rendered, dir, secretDir string) (string, error) {
+// stand-ins for an existing Secret), then runs check-config on it with env
+// added to a minimal environment.
+func checkConfig(t *testing.T, r *Rendered, dir, secretDir string, env ...string) (string, error) {
 	t.Helper()
 	cfgText := configText(t, r)
 	cfgPath := filepath.Join(dir, "config.yaml")
@@ -130,6 +134,7 @@ func checkConfig(t *testing.T, r *Rendered, dir, secretDir string) (string, erro
 	}
 	cmd := exec.Command(tokenrelayBin, "check-config", "--config", cfgPath)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	cmd.Env = append(cmd.Env, env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -351,6 +356,38 @@ func TestNetworkPolicy(t *testing.T) {
 	if got := objects(r, "NetworkPolicy")[0].Source; strings.Contains(got, "Egress") {
 		t.Errorf("NetworkPolicy without egress rules restricts egress:\n%s", got)
 	}
+}
+
+// TestForwardAuth: forwardAuth.enabled adds the forward-auth listener
+// (config, container port, Service port) and, with networkPolicy, a rule
+// admitting only forwardAuthFrom to it; without forwardAuthFrom the render
+// fails rather than open the port to every pod. The chart owns
+// config.forward_auth.listen.
+func TestForwardAuth(t *testing.T) {
+	r := render(t, chartDir, Options{ValueFiles: []string{ci("forward-auth.yaml")}}, nil)
+	wantContains(t, configText(t, r), "forward_auth:\n  listen: :8081")
+	svc := objects(r, "Service")[0].Source
+	wantContains(t, svc, "name: forward-auth\n      port: 8081\n      targetPort: forward-auth")
+	wantContains(t, objects(r, "Deployment")[0].Source, "name: forward-auth\n              containerPort: 8081")
+	np := objects(r, "NetworkPolicy")[0].Source
+	wantContains(t, np, "port: forward-auth\n          protocol: TCP\n      from:\n        - namespaceSelector:")
+	wantContains(t, np, "app.kubernetes.io/name: ingress-nginx")
+
+	r = render(t, chartDir, Options{ValueFiles: []string{ci("standalone.yaml")}}, nil)
+	for _, o := range append(objects(r, "Service"), objects(r, "Deployment")...) {
+		if strings.Contains(o.Source, "forward-auth") {
+			t.Errorf("forward-auth in %s without forwardAuth.enabled:\n%s", o.Kind, o.Source)
+		}
+	}
+	if strings.Contains(configText(t, r), "forward_auth") {
+		t.Errorf("forward_auth in the config without forwardAuth.enabled")
+	}
+
+	err := renderErr(t, chartDir, Options{ValueFiles: []string{ci("forward-auth.yaml")}, Set: []string{"networkPolicy.forwardAuthFrom=null"}})
+	wantContains(t, err, "networkPolicy.forwardAuthFrom is empty")
+	// The schema refuses it before the template's own check.
+	err = renderErr(t, chartDir, Options{ValueFiles: []string{ci("standalone.yaml")}, Set: []string{"config.forward_auth.listen=:9999"}})
+	wantContains(t, err, "/config/forward_auth/listen")
 }
 
 func TestExistingSecret(t *testing.T) {
@@ -757,4 +794,123 @@ func dep(objs []Object) *appsv1.Deployment {
 		}
 	}
 	panic("no Deployment demo-tokenrelay")
+}
+
+// TestPodsWithoutServiceLinksAndWithAdminAddress: every pod the charts own
+// sets enableServiceLinks: false (the chart's Deployment and Redis, and the
+// example app's pod with the sidecar), and the rendered configuration sets
+// admin_listen to the pod's admin port, so probes and scraping reach a
+// listener that defaults to loopback.
+func TestPodsWithoutServiceLinksAndWithAdminAddress(t *testing.T) {
+	r := render(t, chartDir, Options{ValueFiles: []string{ci("standalone.yaml")}, Set: []string{"redis.inChart.enabled=true", "secrets.sessionSecret=" + strings.Repeat("s", 32), "ports.admin=9191"}}, nil)
+	pods := 0
+	for _, o := range objects(r, "Deployment") {
+		d := o.Obj.(*appsv1.Deployment)
+		pods++
+		if esl := d.Spec.Template.Spec.EnableServiceLinks; esl == nil || *esl {
+			t.Errorf("Deployment %s: enableServiceLinks = %v, want false", d.Name, esl)
+		}
+	}
+	if pods != 2 {
+		t.Errorf("checked %d Deployments, want 2 (tokenrelay and its Redis)", pods)
+	}
+	if got := dig(configOf(t, r), "admin_listen"); got != ":9191" {
+		t.Errorf("admin_listen = %v, want \":9191\" (from ports.admin)", got)
+	}
+	c := findContainer(t, deployment(t, r, "demo-tokenrelay").Spec.Template.Spec.Containers, "tokenrelay")
+	if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Port.String() != "admin" {
+		t.Errorf("readiness probe = %+v, want the admin port", p)
+	}
+	for _, p := range c.Ports {
+		if p.Name == "admin" && p.ContainerPort != 9191 {
+			t.Errorf("admin containerPort = %d, want 9191", p.ContainerPort)
+		}
+	}
+
+	t.Run("sidecar", func(t *testing.T) {
+		needSetup(t, "app")
+		r := render(t, appChartDir, Options{}, nil)
+		ps := deployment(t, r, "demo-sidecar-app").Spec.Template.Spec
+		if esl := ps.EnableServiceLinks; esl == nil || *esl {
+			t.Errorf("sidecar-app pod: enableServiceLinks = %v, want false", esl)
+		}
+		if got := dig(configOf(t, r), "admin_listen"); got != ":9090" {
+			t.Errorf("sidecar admin_listen = %v, want \":9090\"", got)
+		}
+	})
+}
+
+// TestCheckConfigWithServiceLinks: a pod that does get service links (an
+// app's pod whose spec the chart does not own) in a namespace with Services
+// named tokenrelay and tokenrelay-redis still passes check-config: the
+// variables Kubernetes would inject for the rendered Services are ignored.
+func TestCheckConfigWithServiceLinks(t *testing.T) {
+	needSetup(t, "bin")
+	dir := t.TempDir()
+	secretDir := filepath.Join(dir, "secrets")
+	r := render(t, chartDir, Options{ValueFiles: []string{ci("standalone.yaml")}, Set: []string{
+		"redis.inChart.enabled=true", "secrets.sessionSecret=" + strings.Repeat("s", 32),
+		"secrets.mountPath=" + secretDir,
+	}}, nil)
+	var env []string
+	for _, o := range objects(r, "Service") {
+		// As in a release whose Services are tokenrelay and
+		// tokenrelay-redis (release "demo" names them demo-…).
+		svc := o.Obj.(*corev1.Service).DeepCopy()
+		svc.Name = strings.TrimPrefix(svc.Name, "demo-")
+		env = append(env, serviceLinkEnv(svc, "10.96.0.10")...)
+	}
+	var names []string
+	for _, kv := range env {
+		names = append(names, strings.SplitN(kv, "=", 2)[0])
+	}
+	for _, want := range []string{"TOKENRELAY_SERVICE_HOST", "TOKENRELAY_PORT", "TOKENRELAY_REDIS_PORT_6379_TCP_ADDR"} {
+		if !slices.Contains(names, want) {
+			t.Fatalf("service-link variables %v lack %s: the chart's Service names changed", names, want)
+		}
+	}
+	out, err := checkConfig(t, r, dir, secretDir, env...)
+	if err != nil {
+		t.Errorf("check-config with the service links of %v: %v\n%s", names, err, out)
+	}
+	// A misspelt variable next to them is still refused.
+	out, err = checkConfig(t, r, dir, secretDir, append(env, "TOKENRELAY_PROVIDER_CLIENTID=web")...)
+	if err == nil {
+		t.Errorf("check-config accepted TOKENRELAY_PROVIDER_CLIENTID:\n%s", out)
+	}
+	wantContains(t, out, "TOKENRELAY_PROVIDER_CLIENTID: unknown variable")
+}
+
+// serviceLinkEnv is what the kubelet injects into a pod for svc when
+// enableServiceLinks is on (pkg/kubelet/envvars): {NAME}_SERVICE_HOST,
+// {NAME}_SERVICE_PORT[_{PORTNAME}], and the Docker-link forms {NAME}_PORT,
+// {NAME}_PORT_{port}_{PROTO}[_PROTO|_PORT|_ADDR].
+func serviceLinkEnv(svc *corev1.Service, ip string) []string {
+	if len(svc.Spec.Ports) == 0 {
+		return nil
+	}
+	up := func(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
+	name := up(svc.Name)
+	first := svc.Spec.Ports[0]
+	proto := func(p corev1.ServicePort) string {
+		return strings.ToLower(string(cmp.Or(p.Protocol, corev1.ProtocolTCP)))
+	}
+	env := []string{
+		name + "_SERVICE_HOST=" + ip,
+		fmt.Sprintf("%s_SERVICE_PORT=%d", name, first.Port),
+		fmt.Sprintf("%s_PORT=%s://%s:%d", name, proto(first), ip, first.Port),
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.Name != "" {
+			env = append(env, fmt.Sprintf("%s_SERVICE_PORT_%s=%d", name, up(p.Name), p.Port))
+		}
+		prefix := fmt.Sprintf("%s_PORT_%d_%s", name, p.Port, strings.ToUpper(proto(p)))
+		env = append(env,
+			fmt.Sprintf("%s=%s://%s:%d", prefix, proto(p), ip, p.Port),
+			prefix+"_PROTO="+proto(p),
+			fmt.Sprintf("%s_PORT=%d", prefix, p.Port),
+			prefix+"_ADDR="+ip,
+		)
+	}
+	return env
 }

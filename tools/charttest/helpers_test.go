@@ -1,6 +1,7 @@
 package charttest
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -234,5 +235,31 @@ func wantContains(t *testing.T, got, want string) {
 	t.Helper()
 	if !strings.Contains(got, want) {
 		t.Errorf("got %q, want it to contain %q", got, want)
+	}
+}
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/ from the current output")
+
+// goldenFile compares got with the file at path, or rewrites the file with
+// -update. TestCIValues pins check-config's output on every rendered
+// configuration this way, so a change to the configuration code that alters
+// a message or a warning shows up as a diff.
+func goldenFile(t *testing.T, path, got string) {
+	t.Helper()
+	if *updateGolden {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the current output:\n--- want\n%s\n--- got\n%s", path, want, got)
 	}
 }

@@ -2,27 +2,22 @@ package charttest
 
 import (
 	"encoding/json"
-	"go/ast"
-	"go/parser"
-	"go/token"
+	"maps"
 	"os"
-	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 )
 
 // TestSchemaMirrorsConfig keeps values.schema.json's `config` in step with
-// config/config.go: every YAML key of the Go structs has a schema property at
-// the same path and the schema has no key the binary would reject. Keys the
+// the binary's configuration keys: every key has a schema property at the
+// same path and the schema has no key the binary would reject. The keys
+// come from the generated reference in docs/configuration.md, which the
+// config package's own test keeps equal to the options types. Keys the
 // chart sets itself, or keeps out of the ConfigMap (inline secrets), are in
 // the schema as forbidden ("not": {}), which still counts as mirrored.
 func TestSchemaMirrorsConfig(t *testing.T) {
-	structs := parseStructs(t, "../../config/config.go")
-	if _, ok := structs["Config"]; !ok {
-		t.Fatal("config.go has no Config struct")
-	}
+	root := referenceKeys(t, "../../docs/configuration.md")
 	var schema map[string]any
 	dt, err := os.ReadFile(chartDir + "/values.schema.json")
 	if err != nil {
@@ -34,104 +29,87 @@ func TestSchemaMirrorsConfig(t *testing.T) {
 	cfgSchema := dig(schema, "properties", "config").(map[string]any)
 
 	var problems []string
-	var walk func(path, structName string, node map[string]any)
-	walk = func(path, structName string, node map[string]any) {
+	var walk func(path string, k *keyNode, node map[string]any)
+	walk = func(path string, k *keyNode, node map[string]any) {
 		if node["additionalProperties"] != false {
 			problems = append(problems, path+": schema allows unknown keys")
 		}
 		props, _ := node["properties"].(map[string]any)
-		fields := structs[structName]
-		for _, f := range fields {
-			p := path + "." + f.key
-			sub, ok := props[f.key].(map[string]any)
+		for _, name := range slices.Sorted(maps.Keys(k.children)) {
+			child := k.children[name]
+			p := path + "." + name
+			sub, ok := props[name].(map[string]any)
 			if !ok {
-				problems = append(problems, p+": in config.go, not in the schema")
+				problems = append(problems, p+": a configuration key, not in the schema")
 				continue
 			}
-			if _, forbidden := sub["not"]; forbidden {
+			if _, forbidden := sub["not"]; forbidden || len(child.children) == 0 {
 				continue
 			}
-			switch {
-			case f.structName != "" && !f.slice:
-				walk(p, f.structName, sub)
-			case f.structName != "" && f.slice:
+			if child.list {
 				items, _ := sub["items"].(map[string]any)
 				if items == nil {
 					problems = append(problems, p+": schema has no items")
 					continue
 				}
-				walk(p+"[]", f.structName, items)
+				walk(p+"[]", child, items)
+				continue
 			}
+			walk(p, child, sub)
 		}
-		keys := make([]string, 0, len(props))
-		for k := range props {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if !slices.ContainsFunc(fields, func(f field) bool { return f.key == k }) {
-				problems = append(problems, path+"."+k+": in the schema, not in config.go")
+		for _, name := range slices.Sorted(maps.Keys(props)) {
+			if _, ok := k.children[name]; !ok {
+				problems = append(problems, path+"."+name+": in the schema, not a configuration key")
 			}
 		}
 	}
-	walk("config", "Config", cfgSchema)
+	walk("config", root, cfgSchema)
 	for _, p := range problems {
 		t.Error(p)
 	}
 }
 
-type field struct {
-	key        string
-	structName string // a struct of config.go, "" for scalars and maps
-	slice      bool
+// keyNode is one level of the configuration's key tree.
+type keyNode struct {
+	children map[string]*keyNode
+	// list: the key holds a list of objects (routes[n].path).
+	list bool
 }
 
-// parseStructs reads the struct types of a Go file: struct name → fields
-// with their yaml keys.
-func parseStructs(t *testing.T, path string) map[string][]field {
+// referenceKeys reads the key column of the generated reference table in
+// path ("| `session.redis.url` | …", "| `routes[n].path` | …") into a tree.
+func referenceKeys(t *testing.T, path string) *keyNode {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+	dt, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]field{}
-	ast.Inspect(f, func(n ast.Node) bool {
-		ts, ok := n.(*ast.TypeSpec)
+	root := &keyNode{children: map[string]*keyNode{}}
+	n := 0
+	for _, line := range strings.Split(string(dt), "\n") {
+		rest, ok := strings.CutPrefix(line, "| `")
 		if !ok {
-			return true
+			continue
 		}
-		st, ok := ts.Type.(*ast.StructType)
+		key, _, ok := strings.Cut(rest, "`")
 		if !ok {
-			return false
+			continue
 		}
-		var fields []field
-		for _, fl := range st.Fields.List {
-			if fl.Tag == nil {
-				continue
+		n++
+		node := root
+		for _, part := range strings.Split(key, ".") {
+			name, list := strings.CutSuffix(part, "[n]")
+			child := node.children[name]
+			if child == nil {
+				child = &keyNode{children: map[string]*keyNode{}}
+				node.children[name] = child
 			}
-			tag := reflect.StructTag(strings.Trim(fl.Tag.Value, "`")).Get("yaml")
-			key, _, _ := strings.Cut(tag, ",")
-			if key == "" || key == "-" {
-				continue
-			}
-			fd := field{key: key}
-			typ := fl.Type
-			if star, ok := typ.(*ast.StarExpr); ok {
-				typ = star.X
-			}
-			if arr, ok := typ.(*ast.ArrayType); ok {
-				fd.slice = true
-				typ = arr.Elt
-			}
-			if id, ok := typ.(*ast.Ident); ok && id.Obj != nil {
-				if _, isStruct := id.Obj.Decl.(*ast.TypeSpec).Type.(*ast.StructType); isStruct {
-					fd.structName = id.Name
-				}
-			}
-			fields = append(fields, fd)
+			child.list = child.list || list
+			node = child
 		}
-		out[ts.Name.Name] = fields
-		return false
-	})
-	return out
+	}
+	if n < 50 {
+		t.Fatalf("%s: only %d keys in the reference table; is it still generated there?", path, n)
+	}
+	return root
 }

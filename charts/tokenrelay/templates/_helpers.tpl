@@ -186,6 +186,9 @@ the chart can see. Rendered as YAML.
 {{- end -}}
 {{- $_ := set $cfg "listen" (printf ":%d" (int $v.ports.http)) -}}
 {{- $_ := set $cfg "admin_listen" (printf ":%d" (int $v.ports.admin)) -}}
+{{- if $v.forwardAuth.enabled -}}
+{{- $_ := set $cfg "forward_auth" (merge (dict "listen" (printf ":%d" (int $v.ports.forwardAuth))) ($cfg.forward_auth | default dict)) -}}
+{{- end -}}
 {{- $provider := $cfg.provider | default dict -}}
 {{- $session := $cfg.session | default dict -}}
 {{- $redis := $session.redis | default dict -}}
@@ -341,8 +344,9 @@ that mounts them.
 {{/*
 The tokenrelay container: one item of a containers (or initContainers)
 list. Takes (dict "scope" <chart scope> "name" <container name> "native"
-<bool> "portNames" (dict "http" <name> "admin" <name>)); native adds
-restartPolicy Always (a Kubernetes native sidecar).
+<bool> "portNames" (dict "http" <name> "admin" <name> "forwardAuth"
+<name>)); native adds restartPolicy Always (a Kubernetes native sidecar).
+The forward-auth port is there with forwardAuth.enabled.
 */}}
 {{- define "tokenrelay.container" -}}
 {{- $s := .scope -}}
@@ -362,6 +366,11 @@ restartPolicy Always (a Kubernetes native sidecar).
     - name: {{ $ports.admin }}
       containerPort: {{ $v.ports.admin }}
       protocol: TCP
+    {{- if $v.forwardAuth.enabled }}
+    - name: {{ $ports.forwardAuth }}
+      containerPort: {{ $v.ports.forwardAuth }}
+      protocol: TCP
+    {{- end }}
   {{- $memLimit := dig "limits" "memory" "" ($v.resources | default dict) }}
   {{- if or $v.extraEnv (and $v.setGoMemLimit $memLimit) }}
   env:

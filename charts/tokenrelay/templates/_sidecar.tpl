@@ -27,7 +27,7 @@ at port "tokenrelay" and route tokenrelay to the app on 127.0.0.1.
 */}}
 
 {{- define "tokenrelay.sidecarPortNames" -}}
-{{- toJson (dict "http" "tokenrelay" "admin" "tokenrelay-adm") -}}
+{{- toJson (dict "http" "tokenrelay" "admin" "tokenrelay-adm" "forwardAuth" "tokenrelay-fa") -}}
 {{- end -}}
 
 {{- define "tokenrelay.assertSidecar" -}}

@@ -54,9 +54,10 @@ func (s *seenSet) add(id string) int {
 	return s.total
 }
 
-// newHandler serves the API, the health check and the page. A nil logger
-// discards logs.
-func newHandler(v tokenVerifier, logger *slog.Logger) http.Handler {
+// newHandler serves the API, the health check, the page and the refresh
+// counters it shows (metrics; nil answers 404). A nil logger discards
+// logs.
+func newHandler(v tokenVerifier, logger *slog.Logger, metrics http.Handler) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,6 +98,10 @@ func newHandler(v tokenVerifier, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "message": "no such API endpoint"})
 	})
+	if metrics == nil {
+		metrics = &refreshMetrics{}
+	}
+	mux.Handle("GET /demo/metrics", metrics)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

@@ -42,7 +42,7 @@ func testKeys(t *testing.T) (*rsa.PrivateKey, keyfunc.Keyfunc) {
 
 func TestWhoami(t *testing.T) {
 	key, kf := testKeys(t)
-	h := newHandler(newVerifierWithKeys(kf, testIssuer, testAudience, func() time.Time { return testNow }), nil)
+	h := newHandler(newVerifierWithKeys(kf, testIssuer, testAudience, func() time.Time { return testNow }), nil, nil)
 
 	claims := func(mod func(jwt.MapClaims)) jwt.MapClaims {
 		c := jwt.MapClaims{
@@ -143,7 +143,7 @@ func TestTokensSeenCountsDistinctTokens(t *testing.T) {
 
 func TestPage(t *testing.T) {
 	_, kf := testKeys(t)
-	h := newHandler(newVerifierWithKeys(kf, testIssuer, testAudience, nil), nil)
+	h := newHandler(newVerifierWithKeys(kf, testIssuer, testAudience, nil), nil, nil)
 	tests := []struct {
 		path       string
 		wantStatus int
@@ -165,6 +165,48 @@ func TestPage(t *testing.T) {
 	for _, want := range []string{`href="/.auth/login?return_to=/"`, `"/.auth/logout"`, `"X-CSRF": "1"`, `"/.auth/session"`, `"/api/whoami"`} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("the page lacks %s", want)
+		}
+	}
+}
+
+// TestDemoMetrics pins GET /demo/metrics: the refresh counters read from
+// tokenrelay's /metrics, summed by result and reason; 404 without a
+// metrics URL; 502 when tokenrelay does not answer.
+func TestDemoMetrics(t *testing.T) {
+	tokenrelay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`# TYPE tokenrelay_refresh_total counter
+tokenrelay_refresh_total{result="success"} 7
+tokenrelay_refresh_total{result="lost_race"} 2
+# TYPE tokenrelay_refresh_shared_total counter
+tokenrelay_refresh_shared_total 5
+# TYPE tokenrelay_refresh_duration_seconds histogram
+tokenrelay_refresh_duration_seconds_bucket{le="+Inf"} 7
+tokenrelay_refresh_duration_seconds_sum 0.35
+tokenrelay_refresh_duration_seconds_count 7
+# TYPE tokenrelay_sessions_created_total counter
+tokenrelay_sessions_created_total{via="login"} 3
+tokenrelay_sessions_created_total{via="capture"} 1
+# TYPE tokenrelay_sessions_ended_total counter
+tokenrelay_sessions_ended_total{reason="logout"} 1
+`))
+	}))
+	defer tokenrelay.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	for _, tt := range []struct {
+		url    string
+		status int
+		body   string
+	}{
+		{tokenrelay.URL, 200, `{"refreshes":{"lost_race":2,"success":7},"shared":5,"token_calls":7,"token_seconds":0.35,"sessions_created":4,"sessions_ended":{"logout":1}}`},
+		{"", 404, `{"error":"not_configured","message":"the API was started without -metrics-url"}`},
+		{down.URL, 502, `{"error":"metrics_unavailable","message":"tokenrelay's metrics could not be read"}`},
+	} {
+		h := newHandler(nil, nil, &refreshMetrics{url: tt.url, client: http.DefaultClient})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/demo/metrics", nil))
+		if w.Code != tt.status || strings.TrimSpace(w.Body.String()) != tt.body {
+			t.Errorf("metrics URL %q: %d %s, want %d %s", tt.url, w.Code, w.Body, tt.status, tt.body)
 		}
 	}
 }

@@ -9,6 +9,8 @@
 //
 //	GET /api/whoami  200 {"sub","exp","iat","jti","scope","tokens_seen"} for a
 //	                 valid token, 401 {"error":"invalid_token",...} otherwise
+//	GET /demo/metrics  tokenrelay's refresh counters as a small JSON, read
+//	                 from its admin listener (-metrics-url), for the page
 //	GET /healthz     200 once the provider's discovery document was read
 //	GET /            the demo page
 package main
@@ -39,6 +41,7 @@ func run(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:3000", "address to listen on")
 	issuer := fs.String("issuer", "http://127.0.0.1:9000", "OpenID Provider issuer whose JWKS signs the access tokens")
 	audience := fs.String("audience", "urn:tokenrelay:demo-api", "required aud of access tokens (empty: do not check)")
+	metricsURL := fs.String("metrics-url", "", "tokenrelay's admin /metrics, read for the page's refresh counters (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,7 +61,7 @@ func run(args []string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           newHandler(verifier, logger),
+		Handler:           newHandler(verifier, logger, &refreshMetrics{url: *metricsURL, client: client}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	errc := make(chan error, 1)
