@@ -129,6 +129,7 @@ func TestLoadDefaults(t *testing.T) {
 				ReadTimeout:  time.Second,
 				WriteTimeout: time.Second,
 				OpTimeout:    2 * time.Second,
+				LocalCache:   ptr(true),
 			},
 		},
 		Cookie: session.CookieOptions{Name: "__Host-tokenrelay", Secure: ptr(true), SameSite: "lax"},

@@ -414,6 +414,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 	}
 	s.OP.BackchannelLogout(t, ann.User, annSID)
+	waitUntil(t, time.Now().Add(crossReplicaBound), time.Second)
 
 	for _, r := range s.Relays {
 		c := redisGet(client, r.URL+"/api/whoami", ann.Ticket)

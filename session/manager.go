@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tokenrelay/tokenrelay/session/storage"
 	"log/slog"
 	"time"
 
@@ -134,6 +135,10 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		maxLife: opts.MaxLifetime,
 		admin:   opts.Admin,
 		escrow:  opts.Admin && opts.Escrow,
+	}
+	rs.cached = rs.store.Get
+	if cr, ok := rs.store.(storage.CachedReader); ok {
+		rs.cached = cr.GetCached
 	}
 	rs.kill = &killSwitch{rs: rs}
 	m := &Manager{records: rs, engine: newEngine(rs, opts), stateTTL: opts.LoginStateTTL}

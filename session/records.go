@@ -20,7 +20,10 @@ import (
 // opened keeps, which has its own locks.
 type records struct {
 	store Backend
-	seal  *sealer
+	// cached is store's cached read (storage.CachedReader), or its Get:
+	// what the request path reads with.
+	cached func(ctx context.Context, key string) (Entry, error)
+	seal   *sealer
 	// opened memoises the request path's opening of unchanged records.
 	opened *openedRecords
 	issuer string // namespaces the sid and sub indexes
@@ -83,7 +86,11 @@ func (r reading) claims() bool { return r != forTokens }
 // entry, or one this ticket does not open), ErrStoreUnavailable.
 func (rs *records) open(ctx context.Context, t Ticket, r reading) (loaded, error) {
 	key := sessionKey(t.ID)
-	e, err := rs.store.Get(ctx, key)
+	get := rs.cached
+	if r == forOwn {
+		get = rs.store.Get
+	}
+	e, err := get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		rs.opened.forget(key)
 		return loaded{}, errNotOpened

@@ -108,7 +108,7 @@ func buildApp(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg 
 // newWiring builds what does not need the provider: the session store, the
 // server secrets, the provider's HTTP client and the upstream transport.
 func newWiring(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*wiring, error) {
-	backend, closeBackend, err := buildBackend(cfg, logger)
+	backend, closeBackend, err := buildBackend(cfg, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +397,7 @@ func (b adminBackend) Revoke(ctx context.Context, refreshToken secret.String) er
 
 // buildBackend builds the session store named by session.store and its
 // close function.
-func buildBackend(cfg *config.Config, logger *slog.Logger) (session.Backend, func() error, error) {
+func buildBackend(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (session.Backend, func() error, error) {
 	switch cfg.Session.Store {
 	case "redis":
 		redisstore.RouteLogs(logger)
@@ -406,11 +406,35 @@ func buildBackend(cfg *config.Config, logger *slog.Logger) (session.Backend, fun
 			return nil, nil, fmt.Errorf("redis: %w", err)
 		}
 		store := redisstore.New(client, cfg.Session.Redis, logger)
+		if err := registerCacheMetrics(reg, store); err != nil {
+			return nil, nil, errors.Join(err, store.Close(), client.Close())
+		}
 		closeAll := func() error { return errors.Join(store.Close(), client.Close()) }
 		return store, closeAll, nil
 	default:
 		return session.NewMemoryStore(nil), func() error { return nil }, nil
 	}
+}
+
+// registerCacheMetrics exports the counts of the Redis store's local
+// cache (session.redis.local_cache): reads it answered and reads it passed
+// to Redis.
+func registerCacheMetrics(reg prometheus.Registerer, store *redisstore.Store) error {
+	const name, help = "tokenrelay_store_cache_reads_total", "Request-path session reads by whether the Redis store's local cache answered them (hit) or Redis did (miss)."
+	for _, r := range []struct {
+		result string
+		count  func() uint64
+	}{
+		{"hit", func() uint64 { return store.CacheStats().Hits }},
+		{"miss", func() uint64 { return store.CacheStats().Misses }},
+	} {
+		c := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"result": r.result}},
+			func() float64 { return float64(r.count()) })
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // providerHTTPClient is the client for every call to the identity provider.

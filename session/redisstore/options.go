@@ -95,6 +95,25 @@ type Options struct {
 	//
 	// It is the size per node.
 	PoolSize int `yaml:"pool_size"`
+	// Keep a replica-local copy of the sessions in use, kept current by
+	// Redis (standalone and Sentinel).
+	//
+	// A request then reads its session from memory instead of making a
+	// round trip. Redis tells every replica about each write of a session
+	// (`CLIENT TRACKING` in broadcast mode, on one extra connection per
+	// replica), so a logout, refresh or touch on any replica evicts the
+	// copy everywhere within milliseconds, and copies are served only
+	// while that connection answers its own pings within 80 ms. Needs
+	// Redis 6 or later and, with ACLs, the `client` and `subscribe`
+	// commands; without them the store reads Redis every time. Ignored
+	// with a cluster.
+	LocalCache *bool `yaml:"local_cache"`
+}
+
+// localCache reports whether the local cache is on: by default, except
+// with a cluster.
+func (o Options) localCache() bool {
+	return (o.LocalCache == nil || *o.LocalCache) && !o.cluster()
 }
 
 // WithDefaults returns o with every default filled in; it is the only
@@ -115,6 +134,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.OpTimeout == 0 {
 		o.OpTimeout = 2 * time.Second
+	}
+	if o.LocalCache == nil {
+		o.LocalCache = new(true)
 	}
 	return o
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,8 +17,9 @@ import (
 )
 
 var (
-	_ storage.Backend    = (*Store)(nil)
-	_ storage.LockReader = (*Store)(nil)
+	_ storage.Backend      = (*Store)(nil)
+	_ storage.LockReader   = (*Store)(nil)
+	_ storage.CachedReader = (*Store)(nil)
 )
 
 // Store is a storage.Backend on Redis (standalone, Sentinel or Cluster: any
@@ -45,6 +47,13 @@ type Store struct {
 	updateScript, unlockScript, indexScript *redis.Script
 
 	gets *getBatcher
+
+	// cache is the local cache of session entries (see cache.go), nil
+	// when off; trackPrefix is the prefix of the keys it holds.
+	cache       *localCache
+	trackPrefix string
+	stopCache   func()
+	closeOnce   sync.Once
 }
 
 // updateLua is the compare-and-set: it writes ARGV[2] with PX ARGV[3] only
@@ -91,7 +100,7 @@ func New(client redis.UniversalClient, o Options, logger *slog.Logger) *Store {
 	if strings.ContainsAny(o.KeyPrefix, "{}") {
 		logger.Warn("redisstore: key prefix contains a brace; in a Cluster a session and its lock may land in different slots", "key_prefix", o.KeyPrefix)
 	}
-	return &Store{
+	s := &Store{
 		client:       client,
 		prefix:       o.KeyPrefix,
 		log:          logger,
@@ -100,8 +109,20 @@ func New(client redis.UniversalClient, o Options, logger *slog.Logger) *Store {
 		unlockScript: redis.NewScript(unlockLua),
 		indexScript:  redis.NewScript(indexLua),
 		gets:         newGetBatcher(client, defaultMaxGetBatch, o.OpTimeout),
+		trackPrefix:  o.KeyPrefix + sessionEntryPrefix,
 	}
+	// A Cluster would need a tracking connection per master; the cache
+	// serves one server (standalone, or Sentinel's current master).
+	if c, ok := client.(*redis.Client); ok && o.localCache() {
+		s.cache = newLocalCache()
+		s.stopCache = s.startCache(c)
+	}
+	return s
 }
+
+// sessionEntryPrefix starts the keys of session entries (package
+// session's sessionKey), the only ones the local cache holds.
+const sessionEntryPrefix = "s:"
 
 func (s *Store) key(k string) string { return s.prefix + k }
 
@@ -207,6 +228,7 @@ func (s *Store) Create(ctx context.Context, key string, data []byte, ttl time.Du
 		return fmt.Errorf("redisstore: create: %w", errBadRedisTTL)
 	}
 	ok, err := s.client.SetNX(ctx, s.key(key), pack(1, data), time.Duration(pxMillis(ttl))*time.Millisecond).Result()
+	s.wrote(key)
 	if err != nil {
 		return fmt.Errorf("redisstore: create: %w", err)
 	}
@@ -226,6 +248,7 @@ func (s *Store) Update(ctx context.Context, key string, version uint64, data []b
 	next := version + 1
 	res, err := s.updateScript.Run(ctx, s.client, []string{s.key(key)},
 		strconv.FormatUint(version, 10), pack(next, data), pxMillis(ttl)).Int64()
+	s.wrote(key)
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: update: %w", err)
 	}
@@ -247,6 +270,7 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 		return fmt.Errorf("redisstore: touch: %w", errBadRedisTTL)
 	}
 	ok, err := s.client.PExpire(ctx, s.key(key), time.Duration(pxMillis(ttl))*time.Millisecond).Result()
+	s.wrote(key)
 	if err != nil {
 		return fmt.Errorf("redisstore: touch: %w", err)
 	}
@@ -260,7 +284,9 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 func (s *Store) Delete(ctx context.Context, key string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if err := s.client.Del(ctx, s.key(key)).Err(); err != nil {
+	err := s.client.Del(ctx, s.key(key)).Err()
+	s.wrote(key)
+	if err != nil {
 		return fmt.Errorf("redisstore: delete: %w", err)
 	}
 	return nil
@@ -390,9 +416,16 @@ func (s *Store) RemoveFromIndex(ctx context.Context, index string, members ...st
 }
 
 // Close fails the Gets waiting for a batch and stops batching; later Gets
-// fail. It does not close the client. Close is optional and idempotent.
+// fail. It stops the local cache's tracking connection, but does not close
+// the client. Close is idempotent; a store that is never closed keeps its
+// tracking connection open.
 func (s *Store) Close() error {
 	s.gets.close()
+	s.closeOnce.Do(func() {
+		if s.stopCache != nil {
+			s.stopCache()
+		}
+	})
 	return nil
 }
 

@@ -51,7 +51,9 @@ func newSharedRedisStore(t *testing.T) (*Store, redis.UniversalClient) {
 	t.Helper()
 	srv := redistest.Shared(t)
 	c := newTestRedisClient(t, Options{URL: "redis://" + srv.Addr})
-	return New(c, Options{KeyPrefix: redistest.KeyPrefix(t)}, nil), c
+	s := New(c, Options{KeyPrefix: redistest.KeyPrefix(t)}, nil)
+	t.Cleanup(func() { _ = s.Close() })
+	return s, c
 }
 
 func TestRedisStoreConformance(t *testing.T) {

@@ -74,6 +74,18 @@ type LockReader interface {
 	TryLockGet(ctx context.Context, lockKey, owner string, ttl time.Duration, key string) (locked bool, e Entry, err error)
 }
 
+// CachedReader is what a Backend may offer for the request path: a read
+// that may be answered from a copy the backend keeps current by itself.
+// A copy may trail a write made elsewhere by the time the backend needs to
+// learn of it (Redis: milliseconds), so only reads that can live with a
+// version that was current a moment ago use it; a read under the refresh
+// lock calls Get.
+type CachedReader interface {
+	// GetCached is Get, possibly answered from the copy. The Data of the
+	// entry it returns may be shared: callers must not modify it.
+	GetCached(ctx context.Context, key string) (Entry, error)
+}
+
 // Claimer records one-time claims: the state of a login that came back
 // from the provider, so that no replica accepts it a second time. A login
 // that never comes back writes nothing (its state lives in the browser's
