@@ -73,10 +73,33 @@ func warm(t *testing.T, m *Manager, tk Ticket, want secret.String) {
 	}
 }
 
+// crossReplicaBound is how soon a write on one replica reaches the other's
+// requests: at once with the memory store; with Redis, within the time its
+// local cache takes to learn of the write (issue 13: 100 ms).
+const crossReplicaBound = 100 * time.Millisecond
+
+// seenWithin calls f until it reports true, failing the test when that
+// takes longer than crossReplicaBound.
+func seenWithin(t *testing.T, what string, f func() (bool, error)) {
+	t.Helper()
+	start := time.Now()
+	for {
+		ok, err := f()
+		if ok {
+			return
+		}
+		if time.Since(start) > crossReplicaBound {
+			t.Fatalf("%s: still %v after %v", what, err, crossReplicaBound)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // A session ended, refreshed or logged out by back-channel on one replica
-// is seen by the other's very next request, although that replica kept the
-// record it opened before: every request reads the store, and the opened
-// record is used only for the exact bytes it came from.
+// is seen by the other's requests within crossReplicaBound, although that
+// replica kept the record it opened before: every request reads the store
+// (or the Redis store's local cache, which Redis keeps current), and the
+// opened record is used only for the exact bytes it came from.
 func TestOpenedRecordsFollowOtherReplicas(t *testing.T) {
 	ctx := context.Background()
 	clock := newManualClock()
@@ -88,9 +111,10 @@ func TestOpenedRecordsFollowOtherReplicas(t *testing.T) {
 			if _, err := rp.a.End(ctx, tk, ReasonLogout); err != nil {
 				t.Fatalf("End on replica A: %v", err)
 			}
-			if _, err := rp.b.AccessToken(ctx, TokenRequest{Ticket: tk}); !errors.Is(err, ErrNoSession) {
-				t.Fatalf("replica B's next request after logout on A: %v, want ErrNoSession", err)
-			}
+			seenWithin(t, "replica B's requests after logout on A, want ErrNoSession", func() (bool, error) {
+				_, err := rp.b.AccessToken(ctx, TokenRequest{Ticket: tk})
+				return errors.Is(err, ErrNoSession), err
+			})
 		})
 		t.Run(name+"/backchannel", func(t *testing.T) {
 			rp := pair(t)
@@ -99,9 +123,10 @@ func TestOpenedRecordsFollowOtherReplicas(t *testing.T) {
 			if n, err := rp.a.EndBySID(ctx, "sid-1"); n != 1 || err != nil {
 				t.Fatalf("EndBySID on replica A = %d, %v; want 1, nil", n, err)
 			}
-			if _, err := rp.b.AccessToken(ctx, TokenRequest{Ticket: tk}); !errors.Is(err, ErrNoSession) {
-				t.Fatalf("replica B's next request after back-channel logout on A: %v, want ErrNoSession", err)
-			}
+			seenWithin(t, "replica B's requests after back-channel logout on A, want ErrNoSession", func() (bool, error) {
+				_, err := rp.b.AccessToken(ctx, TokenRequest{Ticket: tk})
+				return errors.Is(err, ErrNoSession), err
+			})
 		})
 		t.Run(name+"/refresh", func(t *testing.T) {
 			rp := pair(t)
@@ -112,10 +137,10 @@ func TestOpenedRecordsFollowOtherReplicas(t *testing.T) {
 			if err != nil || fresh.Value == at || !fresh.Refreshed {
 				t.Fatalf("forced refresh on replica A = refreshed %v, new token %v, %v", fresh.Refreshed, fresh.Value != at, err)
 			}
-			got, err := rp.b.AccessToken(ctx, TokenRequest{Ticket: tk})
-			if err != nil || got.Value != fresh.Value || got.Header() != "Bearer "+fresh.Value {
-				t.Fatalf("replica B after A's refresh: new token %v (header too: %v), %v; want A's new token", got.Value == fresh.Value, got.Header() == "Bearer "+fresh.Value, err)
-			}
+			seenWithin(t, "replica B after A's refresh, want A's new token (in the header too)", func() (bool, error) {
+				got, err := rp.b.AccessToken(ctx, TokenRequest{Ticket: tk})
+				return err == nil && got.Value == fresh.Value && got.Header() == "Bearer "+fresh.Value, err
+			})
 			if calls, _ := rp.idp.Stats(); calls != 1 {
 				t.Errorf("token endpoint calls = %d, want 1", calls)
 			}
