@@ -151,7 +151,11 @@ func (f *flight) acquire(ctx context.Context, deadline time.Time) (*Record, bool
 	e := f.e
 	lock := lockKeyFor(f.key)
 	start := time.Now()
+	notifier, _ := e.rs.store.(storage.ChangeNotifier)
 	for {
+		// Watch before reading: a save that lands after the read wakes
+		// the wait below.
+		changed, stop := f.watchChange(notifier)
 		locked, entry, err := f.lockAndRead(ctx, lock)
 		if locked {
 			f.locked.entry, f.locked.err = entry, err
@@ -161,17 +165,36 @@ func (f *flight) acquire(ctx context.Context, deadline time.Time) (*Record, bool
 			return nil, false, err
 		}
 		if rec, err := f.watch(entry); rec != nil || err != nil {
+			stop()
 			return rec, false, err
 		}
 		if retry, gone := e.abandoned(f.attempt, e.rs.now()); gone {
+			stop()
 			return nil, false, &UnavailableError{RetryAfter: retry, Err: errLockWait}
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
+			stop()
 			return nil, false, &UnavailableError{RetryAfter: retrySoon, Err: errLockWait}
 		}
-		time.Sleep(min(pollWait(time.Since(start)), left))
+		wait := time.NewTimer(min(pollWait(time.Since(start)), left))
+		select {
+		case <-changed:
+		case <-wait.C:
+		}
+		wait.Stop()
+		stop()
 	}
+}
+
+// watchChange asks the store to signal the next change of the session's
+// entry; without a notifier the channel is nil (never ready) and the wait
+// is the poll alone.
+func (f *flight) watchChange(n storage.ChangeNotifier) (<-chan struct{}, func()) {
+	if n == nil {
+		return nil, func() {}
+	}
+	return n.NotifyChange(f.key)
 }
 
 // lockAndRead tries the session's lock and then reads its record: in one

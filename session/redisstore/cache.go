@@ -68,12 +68,58 @@ type localCache struct {
 	live    bool                   // tracking on and subscribed since the last reset
 	// answered is the send time (since base) of the newest ping answered.
 	answered time.Duration
+	// watches are the channels NotifyChange handed out, by full key.
+	watches map[string]*watch
 
 	hits, misses atomic.Uint64
 }
 
 func newLocalCache() *localCache {
-	return &localCache{base: time.Now(), entries: make(map[string]cachedEntry)}
+	return &localCache{base: time.Now(), entries: make(map[string]cachedEntry), watches: make(map[string]*watch)}
+}
+
+// watch is one key's change signal: ch closes at its next invalidation;
+// n counts the callers waiting on it.
+type watch struct {
+	ch chan struct{}
+	n  int
+}
+
+// watch returns the channel that closes at key's next invalidation (or the
+// next flush or reset), and the function that says the caller stopped
+// waiting.
+func (c *localCache) watch(key string) (<-chan struct{}, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.watches[key]
+	if w == nil {
+		w = &watch{ch: make(chan struct{})}
+		c.watches[key] = w
+	}
+	w.n++
+	return w.ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if w.n--; w.n == 0 && c.watches[key] == w {
+			delete(c.watches, key)
+		}
+	}
+}
+
+// signal closes the watch of key; c.mu is held.
+func (c *localCache) signal(key string) {
+	if w := c.watches[key]; w != nil {
+		close(w.ch)
+		delete(c.watches, key)
+	}
+}
+
+// signalAll closes every watch; c.mu is held.
+func (c *localCache) signalAll() {
+	for k, w := range c.watches {
+		close(w.ch)
+		delete(c.watches, k)
+	}
 }
 
 // servable reports whether copies may be served now; c.mu is held.
@@ -133,6 +179,7 @@ func (c *localCache) invalidate(keys ...string) {
 	c.gen++
 	for _, k := range keys {
 		delete(c.entries, k)
+		c.signal(k)
 	}
 }
 
@@ -142,6 +189,7 @@ func (c *localCache) flush() {
 	defer c.mu.Unlock()
 	c.gen++
 	clear(c.entries)
+	c.signalAll()
 }
 
 // reset drops every copy and stops serving until tracking is back.
@@ -151,6 +199,7 @@ func (c *localCache) reset() {
 	c.gen++
 	c.live = false
 	clear(c.entries)
+	c.signalAll()
 }
 
 // subscribed marks the tracking connection as carrying invalidations.
@@ -198,6 +247,18 @@ func (s *Store) GetCached(ctx context.Context, key string) (storage.Entry, error
 		s.cache.put(full, gen, e)
 	}
 	return e, err
+}
+
+// NotifyChange implements storage.ChangeNotifier with the invalidations
+// the local cache receives: the channel closes when Redis reports a write
+// of key by any replica, when this replica writes it, or when the cache
+// loses track (a spurious wake-up). With the cache off the channel is nil
+// and never closes.
+func (s *Store) NotifyChange(key string) (<-chan struct{}, func()) {
+	if s.cache == nil || !s.cached(s.key(key)) {
+		return nil, func() {}
+	}
+	return s.cache.watch(s.key(key))
 }
 
 // cached reports whether full is a key the tracking covers (a session

@@ -405,3 +405,60 @@ func TestLocalCacheSilentLink(t *testing.T) {
 		return errors.Is(err, storage.ErrNotFound)
 	})
 }
+
+// NotifyChange signals a write of the entry by another replica, and by
+// this one, and forgets the watch once nobody waits.
+func TestNotifyChange(t *testing.T) {
+	srv := redistest.Shared(t)
+	prefix := redistest.KeyPrefix(t)
+	a, b := newReplica(t, srv.Addr, prefix), newReplica(t, srv.Addr, prefix)
+	ctx := context.Background()
+	const key = "s:{watched}"
+	if err := b.Create(ctx, key, []byte("v1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	a.cachedNow(t, key) // tracking is up
+	wait := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no signal", what)
+		}
+	}
+
+	ch, stop := a.NotifyChange(key)
+	ch2, stop2 := a.NotifyChange(key)
+	if _, err := b.Update(ctx, key, 1, []byte("v2"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wait("update on another replica", ch)
+	wait("update on another replica, second waiter", ch2)
+	stop()
+	stop2()
+
+	ch, stop = a.NotifyChange(key)
+	if _, err := a.Update(ctx, key, 2, []byte("v3"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	wait("update on this replica", ch)
+	stop()
+
+	ch, stop = a.NotifyChange(key)
+	stop()
+	a.cache.mu.Lock()
+	n := len(a.cache.watches)
+	a.cache.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d watches kept after every waiter stopped, want 0", n)
+	}
+	select {
+	case <-ch:
+		t.Error("a watch nobody waits for was signalled")
+	default:
+	}
+
+	if ch, _ := a.NotifyChange("l:{watched}"); ch != nil {
+		t.Error("NotifyChange of a lock key gave a channel; only session entries are tracked")
+	}
+}

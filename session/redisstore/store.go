@@ -17,9 +17,10 @@ import (
 )
 
 var (
-	_ storage.Backend      = (*Store)(nil)
-	_ storage.LockReader   = (*Store)(nil)
-	_ storage.CachedReader = (*Store)(nil)
+	_ storage.Backend        = (*Store)(nil)
+	_ storage.LockReader     = (*Store)(nil)
+	_ storage.CachedReader   = (*Store)(nil)
+	_ storage.ChangeNotifier = (*Store)(nil)
 )
 
 // Store is a storage.Backend on Redis (standalone, Sentinel or Cluster: any

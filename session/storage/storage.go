@@ -86,6 +86,18 @@ type CachedReader interface {
 	GetCached(ctx context.Context, key string) (Entry, error)
 }
 
+// ChangeNotifier is what a Backend may offer the refresh engine: a signal
+// that an entry changed, so that a flight waiting for another replica's
+// refresh looks again at once rather than at its next poll. Signals may be
+// spurious or, when the backend loses track, missing: the engine still
+// polls, and only wakes earlier.
+type ChangeNotifier interface {
+	// NotifyChange returns a channel that closes at the next change of key
+	// (nil if it cannot tell), and the function to call when the caller
+	// stops waiting on it.
+	NotifyChange(key string) (<-chan struct{}, func())
+}
+
 // Claimer records one-time claims: the state of a login that came back
 // from the provider, so that no replica accepts it a second time. A login
 // that never comes back writes nothing (its state lives in the browser's
