@@ -31,8 +31,9 @@ import (
 //  3. flight.acquire takes the session's lock in the store (TryLock with a
 //     random owner for LockTTL) and reads the record after it, in one
 //     round trip when the store can (storage.LockReader). Without the
-//     lock, it watches the record's version with jittered backoff
-//     (pollWait) until another replica's refresh lands, the lock frees, or
+//     lock, it watches the record's version, looking again when the store
+//     signals a change (storage.ChangeNotifier) or after a jittered backoff
+//     (pollWait), until another replica's refresh lands, the lock frees, or
 //     RefreshTimeout passes.
 //  4. Holding the lock, flight.reload opens the record read after taking
 //     it: newer tokens are used, and

@@ -462,3 +462,35 @@ func TestNotifyChange(t *testing.T) {
 		t.Error("NotifyChange of a lock key gave a channel; only session entries are tracked")
 	}
 }
+
+// A user that may not track or subscribe gets a store that works as
+// without the cache: every read goes to Redis, none is served stale.
+func TestLocalCacheRefusedByACL(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	admin := srv.Client(t)
+	if err := admin.Do(ctx, "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-client", "-subscribe").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := newTestRedisClient(t, Options{URL: "redis://limited:pw@" + srv.Addr})
+	s := New(c, Options{KeyPrefix: redistest.KeyPrefix(t)}, nil)
+	t.Cleanup(func() { _ = s.Close() })
+	const key = "s:{acl}"
+	if err := s.Create(ctx, key, []byte("v1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for v := uint64(1); v <= 20; v++ {
+		e, err := s.GetCached(ctx, key)
+		if err != nil || e.Version != v {
+			t.Fatalf("GetCached = version %d, %v; want %d", e.Version, err, v)
+		}
+		// A write the cache could only learn of from Redis.
+		if err := admin.Set(ctx, s.key(key), pack(v+1, []byte("x")), time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := s.CacheStats(); st.Hits != 0 {
+		t.Fatalf("stats %+v: the cache answered although Redis refuses its tracking", st)
+	}
+}
