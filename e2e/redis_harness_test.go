@@ -23,6 +23,7 @@ type redisStackOptions struct {
 	Replicas     int           // default 2
 	AccessTTL    time.Duration // the OP's access token lifetime
 	RefreshAhead time.Duration // default 1s
+	OpTimeout    time.Duration // session.redis.op_timeout (see stackOptions.RedisOpTimeout)
 }
 
 // redisStack is an OP, the sample API, a redis-server with appendonly on,
@@ -56,6 +57,7 @@ func startRedisStackWith(t *testing.T, o redisStackOptions, configure func(s *st
 			RefreshAhead:    o.RefreshAhead,
 			Replicas:        o.Replicas,
 			RedisAddr:       rdb.Addr,
+			RedisOpTimeout:  o.OpTimeout,
 			SharedPublicURL: true,
 			DirectAPI:       true,
 			LogLevel:        "info",

@@ -29,7 +29,7 @@ func TestRedisTwoReplicasRefreshStorm(t *testing.T) {
 		ttl        = 10 * time.Second
 		ahead      = time.Second
 	)
-	s := startRedisStack(t, redisStackOptions{Replicas: 2, AccessTTL: ttl, RefreshAhead: ahead})
+	s := startRedisStack(t, redisStackOptions{Replicas: 2, AccessTTL: ttl, RefreshAhead: ahead, OpTimeout: 8 * time.Second})
 	a, b := s.Relays[0], s.Relays[1]
 	client := redisLoadClient(t)
 

@@ -32,7 +32,7 @@ func TestRedisTwoResourcesStorm(t *testing.T) {
 	rdb := redistest.Start(t, redistest.Options{AppendOnly: true})
 	apis := map[string]string{} // resource → the demo API that wants it
 	s := startStack(t, stackOptions{
-		AccessTTL: ttl, RefreshAhead: ahead, Replicas: 2, RedisAddr: rdb.Addr, SharedPublicURL: true,
+		AccessTTL: ttl, RefreshAhead: ahead, Replicas: 2, RedisAddr: rdb.Addr, RedisOpTimeout: 8 * time.Second, SharedPublicURL: true,
 		DirectAPI: true, LogLevel: "info", AllowInvalidGrant: true,
 		OPArgs: []string{"--resources=" + resOrders + "," + resBilling, "--unbounded-store"},
 		Configure: func(s *stack, i int, yaml string) string {
