@@ -345,6 +345,10 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	s.Redis.Stop(t)
+	// A replica serves the sessions its local cache holds until it learns
+	// that Redis is gone, at most 80 ms after Redis last answered its
+	// tracking connection (see docs/operations.md).
+	waitUntil(t, time.Now().Add(crossReplicaBound), time.Second)
 
 	for _, r := range s.Relays {
 		for _, sess := range sessions {
