@@ -234,16 +234,16 @@ func (s *Store) CacheStats() CacheStats {
 // GetCached implements storage.CachedReader: Get, answered from the
 // local cache when it holds a servable copy of a session entry.
 func (s *Store) GetCached(ctx context.Context, key string) (storage.Entry, error) {
-	if s.cache == nil {
+	full := s.key(key)
+	if s.cache == nil || !s.cached(full) {
 		return s.Get(ctx, key)
 	}
-	full := s.key(key)
 	if e, ok := s.cache.lookup(full); ok {
 		return e, nil
 	}
 	gen, ok := s.cache.begin()
 	e, err := s.Get(ctx, key)
-	if err == nil && ok && s.cached(full) {
+	if err == nil && ok {
 		s.cache.put(full, gen, e)
 	}
 	return e, err
@@ -270,8 +270,8 @@ func (s *Store) cached(full string) bool {
 // wrote evicts key after this replica wrote it, so that its own next read
 // sees the write before Redis's invalidation arrives.
 func (s *Store) wrote(key string) {
-	if s.cache != nil {
-		s.cache.invalidate(s.key(key))
+	if full := s.key(key); s.cache != nil && s.cached(full) {
+		s.cache.invalidate(full)
 	}
 }
 
