@@ -64,8 +64,17 @@ func limitBodyRead(w http.ResponseWriter, r *http.Request, timeout time.Duration
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
-	if b.state.Load() == bodyIdle {
+	switch b.state.Load() {
+	case bodyIdle:
 		b.start()
+	case bodyFinished:
+		// Once at its end, the body stays there. net/http's server body
+		// hands out its last bytes together with io.EOF, and refuses any
+		// Read after Close ("invalid Read on closed Body"); the upstream
+		// transport reads once more after the declared length and may
+		// close the body first when the answer comes early. That error
+		// would fail the request write and cut off the answer.
+		return 0, io.EOF
 	}
 	n, err := b.ReadCloser.Read(p)
 	switch {
