@@ -8,10 +8,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,4 +104,49 @@ func newClientCert(t *testing.T) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+// The provider's client closes an idle connection before a server with
+// Node.js's default keep-alive timeout (5 s) would: a refresh written on a
+// connection the server closes at the same moment would have an unknown
+// outcome and cost the session. (Seen in CI: `idp: token endpoint: Post:
+// EOF` against the e2e OpenID Provider, a Node.js server.)
+func TestProviderClientClosesIdleConnectionsFirst(t *testing.T) {
+	t.Parallel()
+	const nodeKeepAlive = 5 * time.Second
+	if providerIdleTimeout >= nodeKeepAlive {
+		t.Fatalf("providerIdleTimeout %v, want below Node.js's keep-alive timeout %v", providerIdleTimeout, nodeKeepAlive)
+	}
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.IdleTimeout = nodeKeepAlive
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	client, err := providerHTTPClient(idp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func() {
+		resp, err := client.Post(srv.URL, "application/x-www-form-urlencoded", strings.NewReader("grant_type=refresh_token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	post()
+	post()
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("two calls in a row used %d connections, want 1 (kept alive)", n)
+	}
+	time.Sleep(providerIdleTimeout + 300*time.Millisecond) // the idle timeout itself is under test
+	post()
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("a call after %v idle used %d connections in all, want 2: the idle one must be closed by then", providerIdleTimeout, n)
+	}
 }

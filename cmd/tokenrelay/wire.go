@@ -437,6 +437,16 @@ func registerCacheMetrics(reg prometheus.Registerer, store *redisstore.Store) er
 	return nil
 }
 
+// providerIdleTimeout is how long a connection to the provider may stay
+// idle before tokenrelay closes it: shorter than the keep-alive timeouts
+// servers commonly use (Node.js 5 s, AWS load balancers 60 s, nginx 75 s).
+// A token request written on a connection the server is closing at that
+// moment fails with EOF after it was sent, and a refresh sent so has an
+// unknown outcome: its refresh token is never sent again, and the session
+// ends when its access token expires. Closing idle connections first keeps
+// that race away; a provider called often keeps its connections warm.
+const providerIdleTimeout = 4 * time.Second
+
 // providerHTTPClient is the client for every call to the identity provider.
 // Each call has its own deadline (provider.timeout, refresh.timeout), so the
 // client sets none; its transport trusts provider.ca_file when set.
@@ -446,6 +456,7 @@ func providerHTTPClient(p idp.Options) (*http.Client, error) {
 	// sessions refresh together after a deploy: keep enough idle
 	// connections to the token endpoint to avoid a TLS handshake each.
 	t.MaxIdleConnsPerHost = 64
+	t.IdleConnTimeout = providerIdleTimeout
 	if p.CAFile != "" || p.TLSClientCertFile != "" {
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
