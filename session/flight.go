@@ -148,43 +148,50 @@ func newOwner() (string, error) {
 // (locked false). It waits until deadline at most, and not at all for a
 // call that has outrun its budget (its maker died or gave up).
 func (f *flight) acquire(ctx context.Context, deadline time.Time) (*Record, bool, error) {
-	e := f.e
 	lock := lockKeyFor(f.key)
 	start := time.Now()
-	notifier, _ := e.rs.store.(storage.ChangeNotifier)
+	notifier, _ := f.e.rs.store.(storage.ChangeNotifier)
 	for {
-		// Watch before reading: a save that lands after the read wakes
-		// the wait below.
-		changed, stop := f.watchChange(notifier)
-		locked, entry, err := f.lockAndRead(ctx, lock)
-		if locked {
-			f.locked.entry, f.locked.err = entry, err
-			return nil, true, nil
+		if rec, locked, done, err := f.look(ctx, lock, notifier, start, deadline); done {
+			return rec, locked, err
 		}
-		if err != nil {
-			return nil, false, err
-		}
-		if rec, err := f.watch(entry); rec != nil || err != nil {
-			stop()
-			return rec, false, err
-		}
-		if retry, gone := e.abandoned(f.attempt, e.rs.now()); gone {
-			stop()
-			return nil, false, &UnavailableError{RetryAfter: retry, Err: errLockWait}
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			stop()
-			return nil, false, &UnavailableError{RetryAfter: retrySoon, Err: errLockWait}
-		}
-		wait := time.NewTimer(min(pollWait(time.Since(start)), left))
-		select {
-		case <-changed:
-		case <-wait.C:
-		}
-		wait.Stop()
-		stop()
 	}
+}
+
+// look is one turn of acquire: it tries the lock and reads the record,
+// and when neither ends the wait, waits for the record to change or for
+// the next poll (pollWait), whichever comes first.
+func (f *flight) look(ctx context.Context, lock string, n storage.ChangeNotifier, start, deadline time.Time) (rec *Record, locked, done bool, err error) {
+	e := f.e
+	// Watch before reading: a save that lands after the read wakes the
+	// wait below.
+	changed, stop := f.watchChange(n)
+	defer stop()
+	locked, entry, err := f.lockAndRead(ctx, lock)
+	if locked {
+		f.locked.entry, f.locked.err = entry, err
+		return nil, true, true, nil
+	}
+	if err != nil {
+		return nil, false, true, err
+	}
+	if rec, err := f.watch(entry); rec != nil || err != nil {
+		return rec, false, true, err
+	}
+	if retry, gone := e.abandoned(f.attempt, e.rs.now()); gone {
+		return nil, false, true, &UnavailableError{RetryAfter: retry, Err: errLockWait}
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		return nil, false, true, &UnavailableError{RetryAfter: retrySoon, Err: errLockWait}
+	}
+	wait := time.NewTimer(min(pollWait(time.Since(start)), left))
+	defer wait.Stop()
+	select {
+	case <-changed:
+	case <-wait.C:
+	}
+	return nil, false, false, nil
 }
 
 // watchChange asks the store to signal the next change of the session's
